@@ -1,0 +1,273 @@
+"""Deadlines as data: policy profiles of rule id -> duration, unit, clause, actions.
+
+A profile is a YAML file. ``default`` and ``work-instruction`` ship in
+``aftersales/policies``; an operator selects one by name
+(``AFTERSALES_POLICY_PROFILE``) or loads their own file
+(``AFTERSALES_POLICY_FILE`` / ``--profile path.yaml``). A profile may
+``extends:`` another and override rules by id. A bad profile is rejected with
+an error naming the rule and the field.
+
+Rule ids are clause ids from ../shared/sop-spec.md, with ``:variant`` where a
+clause has several limits (``REP-2:same-city``, ``INQ-CH-EMAIL:urgent``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aftersales.calendar import Unit, WorkCalendar
+
+RULE_ID = re.compile(r"^(?P<clause>[A-Z]{2,6}(?:-[A-Z0-9]+)+)(?::(?P<variant>[a-z0-9-]+))?$")
+Kind = Literal["response", "resolution", "step", "repeat", "reminder", "policy"]
+Role = Literal[
+    "handler",
+    "team_lead",
+    "supervisor",
+    "tech_support",
+    "cs_manager",
+    "operations_director",
+    "pr",
+    "sync_group",
+    "customer",
+]
+BreachAction = Literal["escalate", "notify", "resume", "none"]
+
+
+class PolicyError(ValueError):
+    """A profile that cannot be used; the message names the rule and the field."""
+
+
+class UnknownRuleError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    duration: float | None = None
+    unit: Unit | None = None
+    kind: Kind
+    starts: str
+    stops: str
+    # Which REM-1 reminder applies before the breach: "response" (30 min),
+    # "resolution" (1 h) or none.
+    remind: Literal["response", "resolution"] | None = None
+    remind_to: list[Role] = Field(default_factory=lambda: ["handler", "supervisor"])
+    on_breach: BreachAction = "none"
+    escalate_to: Role | None = None
+    level: Literal["normal", "important", "urgent"] | None = None
+    # For on_breach == "resume": the input the clock resumes the waiting run with.
+    resume_input: dict[str, Any] | None = None
+    template: str | None = None
+    note: str = ""
+
+    @property
+    def clause(self) -> str:
+        m = RULE_ID.match(self.id)
+        assert m is not None  # validated
+        return m.group("clause")
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_clause(cls, v: str) -> str:
+        if not RULE_ID.match(v):
+            raise ValueError(
+                "must be a clause id like REP-2 or REP-2:same-city (upper-case clause, "
+                "lower-case variant)"
+            )
+        return v
+
+    @field_validator("duration")
+    @classmethod
+    def _non_negative(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        timed = self.kind not in ("policy",)
+        if timed and (self.duration is None or self.unit is None):
+            raise ValueError(f"a {self.kind} rule needs both duration and unit")
+        if not timed and (self.duration is not None or self.unit is not None):
+            raise ValueError("a policy rule has no duration or unit")
+        if self.on_breach == "escalate" and (self.escalate_to is None or self.level is None):
+            raise ValueError("on_breach: escalate needs escalate_to and level")
+        if self.on_breach == "resume" and not self.resume_input:
+            raise ValueError("on_breach: resume needs resume_input")
+        return self
+
+    def natural_delta(self, working_day_hours: float = 9.0) -> timedelta:
+        """Natural-time length, working units approximated (used for time compression only)."""
+        if self.duration is None or self.unit is None:
+            raise PolicyError(f"rule {self.id}: field duration: a policy rule has no duration")
+        per = {
+            Unit.SECONDS: 1,
+            Unit.MINUTES: 60,
+            Unit.HOURS: 3600,
+            Unit.DAYS: 86400,
+            Unit.WORKING_HOURS: 3600,
+            Unit.WORKING_DAYS: working_day_hours * 3600,
+        }[self.unit]
+        return timedelta(seconds=self.duration * per)
+
+
+class Targets(BaseModel):
+    """QA-3 / SPD-2 targets (fractions 0-1, scores 0-10 unless named otherwise)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    response_compliance: float = 0.95
+    satisfaction_avg: float = 8.5
+    commendation_satisfaction: float = 9.5
+    fault_resolution_days: float = 30
+    inquiry_response_seconds: float = 30
+    speed_first_response_hours: float = 2.0
+    speed_over_limit_share: float = 0.10
+    speed_response_limit_hours: float = 4.0
+    first_contact_resolution: float = 0.80
+    speed_satisfaction_5: float = 4.2
+
+
+class Reminders(BaseModel):
+    """REM-1: how long before a breach the owner and supervisor are reminded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    response_minutes: float = 30
+    resolution_minutes: float = 60
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    reminders: Reminders = Reminders()
+    targets: Targets = Targets()
+    rules: dict[str, Rule]
+
+    def rule(self, rule_id: str) -> Rule:
+        try:
+            return self.rules[rule_id]
+        except KeyError:
+            raise UnknownRuleError(
+                f"unknown rule {rule_id!r} in profile {self.name!r}; known rules: "
+                + ", ".join(sorted(self.rules))
+            ) from None
+
+    def remind_before(self, rule: Rule) -> timedelta | None:
+        if rule.remind == "response":
+            return timedelta(minutes=self.reminders.response_minutes)
+        if rule.remind == "resolution":
+            return timedelta(minutes=self.reminders.resolution_minutes)
+        return None
+
+    def due(
+        self, rule_id: str, start: datetime, calendar: WorkCalendar, time_scale: float = 1.0
+    ) -> datetime:
+        rule = self.rule(rule_id)
+        if rule.duration is None or rule.unit is None:
+            raise PolicyError(f"rule {rule_id}: field duration: a policy rule has no deadline")
+        if time_scale != 1.0:
+            hours = calendar.working_day_seconds() / 3600
+            return start + rule.natural_delta(hours) / time_scale
+        return calendar.add(start, rule.duration, rule.unit)
+
+    def clauses(self) -> set[str]:
+        return {r.clause for r in self.rules.values()}
+
+
+def _packaged(name: str) -> Path | None:
+    ref = resources.files("aftersales") / "policies" / f"{name}.yaml"
+    return Path(str(ref)) if ref.is_file() else None
+
+
+def available_profiles() -> list[str]:
+    folder = resources.files("aftersales") / "policies"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"profile file {path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"profile file {path}: the top level must be a mapping")
+    return data
+
+
+def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if name_or_path in seen:
+        raise PolicyError(f"profile {name_or_path!r}: field extends: cycle {' -> '.join(seen)}")
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        packaged = _packaged(name_or_path)
+        if packaged is None:
+            raise PolicyError(
+                f"unknown profile {name_or_path!r}: not a packaged profile "
+                f"({', '.join(available_profiles())}) nor a readable .yaml file"
+            )
+        path = packaged
+    data = _read(path)
+    rules_list = data.get("rules", [])
+    if not isinstance(rules_list, list):
+        raise PolicyError(f"profile {name_or_path!r}: field rules: must be a list of rules")
+    rules: dict[str, Any] = {}
+    for i, raw in enumerate(rules_list):
+        if not isinstance(raw, dict) or "id" not in raw:
+            raise PolicyError(f"profile {name_or_path!r}: rules[{i}]: field id: is required")
+        if raw["id"] in rules:
+            raise PolicyError(f"profile {name_or_path!r}: rule {raw['id']}: field id: duplicate")
+        rules[raw["id"]] = raw
+    base_name = data.get("extends")
+    if base_name:
+        base = _raw(str(base_name), (*seen, name_or_path))
+        merged_rules = dict(base["rules"])
+        for rid, raw in rules.items():
+            merged_rules[rid] = {**merged_rules.get(rid, {}), **raw}
+        for rid in data.get("remove", []) or []:
+            merged_rules.pop(rid, None)
+        data = {
+            **base,
+            **{k: v for k, v in data.items() if k not in ("rules", "extends", "remove")},
+            "rules": merged_rules,
+            "targets": {**base.get("targets", {}), **data.get("targets", {})},
+            "reminders": {**base.get("reminders", {}), **data.get("reminders", {})},
+        }
+    else:
+        data = {**data, "rules": rules}
+    data.setdefault("name", path.stem)
+    return data
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Load a packaged profile by name or an operator's YAML file by path."""
+    data = _raw(name_or_path)
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(x) for x in err["loc"]]
+        if len(loc) >= 2 and loc[0] == "rules":
+            where = f"rule {loc[1]}: field {'.'.join(loc[2:]) or '(rule)'}"
+        else:
+            where = f"field {'.'.join(loc)}"
+        raise PolicyError(
+            f"profile {data.get('name', name_or_path)!r}: {where}: {err['msg']}"
+        ) from exc
+
+
+@lru_cache(maxsize=16)
+def get_profile(name_or_path: str) -> Profile:
+    return load_profile(name_or_path)

@@ -1,0 +1,109 @@
+"""One settings object for the whole project, built lazily from the environment.
+
+Every variable is prefixed ``AFTERSALES_``; nothing here connects to a server,
+reads a database or loads a Prefect block at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = (
+    "handler",
+    "team_lead",
+    "supervisor",
+    "tech_support",
+    "cs_manager",
+    "operations_director",
+    "pr",
+    "sync_group",
+    "customer",
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERSALES_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".aftersales")
+    database_url: str | None = None  # default: sqlite file under ``home``
+    timezone: str = "Asia/Shanghai"
+    # Working periods of a working day, "HH:MM-HH:MM" comma separated.
+    working_hours: str = "09:00-18:00"
+    # What the calendar does for a year the holiday data does not cover:
+    # "weekends" counts Monday-Friday as working days and logs a warning;
+    # "error" refuses to compute the deadline.
+    calendar_unknown_year: Literal["weekends", "error"] = "weekends"
+    policy_profile: str = "default"
+    policy_file: Path | None = None
+    # Apprise URLs per role, comma separated, e.g. AFTERSALES_NOTIFY_TEAM_LEAD=json://host/path
+    notify_handler: str = ""
+    notify_team_lead: str = ""
+    notify_supervisor: str = ""
+    notify_tech_support: str = ""
+    notify_cs_manager: str = ""
+    notify_operations_director: str = ""
+    notify_pr: str = ""
+    notify_sync_group: str = ""
+    notify_customer: str = ""
+    notify_max_attempts: int = 5
+    notify_backoff_seconds: float = 2.0
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 8088
+    clock_poll_seconds: float = 1.0
+    clock_batch: int = 500
+    # Demo only: divide every policy duration by this factor (1 = real time).
+    time_scale: float = 1.0
+    # Default product warranty (REP-1) when the product catalogue gives none.
+    warranty_months: int = 12
+    reports_dir: Path = Path("reports")
+
+    @field_validator("time_scale")
+    @classmethod
+    def _positive_scale(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("time_scale must be > 0")
+        return v
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home / 'aftersales.db'}"
+
+    def work_periods(self) -> list[tuple[time, time]]:
+        periods: list[tuple[time, time]] = []
+        for chunk in self.working_hours.split(","):
+            try:
+                start_s, end_s = chunk.strip().split("-")
+                start, end = time.fromisoformat(start_s), time.fromisoformat(end_s)
+            except ValueError as exc:
+                raise ValueError(
+                    f"AFTERSALES_WORKING_HOURS: {chunk!r} is not HH:MM-HH:MM ({exc})"
+                ) from exc
+            if end <= start:
+                raise ValueError(f"AFTERSALES_WORKING_HOURS: {chunk!r} ends before it starts")
+            periods.append((start, end))
+        return periods
+
+    def routes(self, role: str) -> list[str]:
+        if role not in ROLES:
+            raise ValueError(f"unknown recipient role {role!r}; known roles: {', '.join(ROLES)}")
+        raw: str = getattr(self, f"notify_{role}")
+        return [u.strip() for u in raw.split(",") if u.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,316 @@
+"""SQLModel entities: one family (Base / Create / table / Public) per entity.
+
+Ticket fields follow REC-1/REC-2; SLA clocks are one row per armed deadline;
+escalations and notifications are the durable record (REC-3) of what the clock
+did. Timestamps are timezone-aware (UTCDateTime) on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import field_validator
+from sqlalchemy import Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.db import UTCDateTime
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Channel(StrEnum):
+    PHONE = "phone"
+    ONLINE = "online"
+    EMAIL = "email"
+    SOCIAL = "social"
+
+
+class Sop(StrEnum):
+    INQUIRY = "inquiry"
+    REPAIR = "repair"
+    COMPLAINT = "complaint"
+    CALLBACK = "callback"
+    INSTALLATION = "installation"
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    IMPORTANT = "important"
+    NORMAL = "normal"
+
+
+class Category(StrEnum):
+    """INQ-2: A product usage, B fault/repair, C policy, D other."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+
+
+class TicketStatus(StrEnum):
+    """REC-2 status."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class ClockState(StrEnum):
+    ARMED = "armed"
+    REMINDED = "reminded"
+    MET = "met"
+    BREACHED = "breached"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_CLOCK_STATES = (ClockState.ARMED, ClockState.REMINDED)
+
+
+class Skill(StrEnum):
+    HARDWARE = "hardware"
+    SOFTWARE = "software"
+
+
+# ---------------------------------------------------------------- customers
+class CustomerBase(SQLModel):
+    name: str = Field(min_length=1, max_length=120)
+    phone: str = Field(min_length=5, max_length=40)
+    id_number: str | None = Field(default=None, max_length=40)
+    address: str | None = Field(default=None, max_length=300)
+    city: str = Field(min_length=1, max_length=60)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    vip: bool = False
+
+
+class CustomerCreate(CustomerBase):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class Customer(CustomerBase, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class CustomerPublic(SQLModel):
+    id: str
+    name: str
+    city: str
+    vip: bool
+
+
+# ---------------------------------------------------------------- engineers
+class EngineerBase(SQLModel):
+    name: str = Field(min_length=1, max_length=120)
+    skill: Skill
+    city: str = Field(min_length=1, max_length=60)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    available: bool = True
+    senior: bool = False
+
+
+class EngineerCreate(EngineerBase):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class Engineer(EngineerBase, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+
+
+class EngineerPublic(EngineerBase):
+    id: str
+
+
+# ---------------------------------------------------------------- tickets
+class TicketBase(SQLModel):
+    sop: Sop = Sop.INQUIRY
+    channel: Channel
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", max_length=64)
+    customer_name: str = Field(min_length=1, max_length=120)
+    contact: str = Field(min_length=5, max_length=120)
+    product_model: str = Field(default="", max_length=120)
+    purchase_date: date | None = None
+    description: str = Field(min_length=1, max_length=4000)
+    # Email first-response grade (INQ-CH-EMAIL): urgent complaint / important technical / normal.
+    email_grade: Priority | None = None
+    is_public: bool = False  # a public (social media) post
+    safety_risk: bool = False  # ESC-URGENT trigger
+    amount_cny: float = Field(default=0, ge=0)  # ESC-IMPORTANT trigger (> 1000 CNY)
+    category: Category | None = None
+    priority: Priority = Priority.NORMAL
+
+
+class TicketCreate(TicketBase):
+    intake_key: str = Field(min_length=1, max_length=200)
+    created_at: datetime
+
+
+class Ticket(TicketBase, table=True):
+    __table_args__ = (Index("ix_ticket_created_at", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    intake_key: str = Field(unique=True, max_length=200)
+    status: TicketStatus = TicketStatus.PENDING
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    first_response_at: datetime | None = Field(default=None, sa_column=_ts())
+    resolved_at: datetime | None = Field(default=None, sa_column=_ts())
+    closed_at: datetime | None = Field(default=None, sa_column=_ts())
+    owner_team: str | None = Field(default=None, max_length=60)  # INQ-OWNER
+    handler: str | None = Field(default=None, max_length=120)
+    satisfaction: float | None = Field(default=None, ge=0, le=10)  # QA-1 scale
+    result: str | None = None
+    root_cause: str | None = None
+    new_customer: bool = True
+
+
+class TicketPublic(SQLModel):
+    id: str
+    sop: Sop
+    channel: Channel
+    category: Category | None
+    priority: Priority
+    status: TicketStatus
+    customer_name: str
+    contact: str
+    created_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    owner_team: str | None
+    handler: str | None
+
+    @field_validator("contact", "customer_name")
+    @classmethod
+    def _mask(cls, v: str) -> str:
+        from aftersales.privacy import mask_text
+
+        return mask_text(v)
+
+
+class SopRun(SQLModel, table=True):
+    """One flow run per ticket per SOP."""
+
+    __table_args__ = (UniqueConstraint("ticket_id", "sop"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, index=True)
+    sop: Sop
+    flow_run_id: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+# ---------------------------------------------------------------- work orders
+class WorkOrder(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, unique=True)
+    engineer_id: str | None = Field(default=None, foreign_key="engineer.id", max_length=64)
+    skill: Skill
+    distance_km: float | None = None
+    same_city: bool | None = None
+    ticket_type: str = "repair"  # 报修 repair / 保修 warranty (REP-1)
+    warranty_until: date | None = None
+    mode: str | None = None  # on_site | depot (REP-3)
+    charge: str | None = None  # free | paid_repair | paid_service (seed 003)
+    cost_cny: float | None = None
+    cause: str | None = None
+    customer_agreed: bool | None = None
+    reviewed_at: datetime | None = Field(default=None, sa_column=_ts())
+    dispatched_at: datetime | None = Field(default=None, sa_column=_ts())
+    arrived_at: datetime | None = Field(default=None, sa_column=_ts())
+    repaired_at: datetime | None = Field(default=None, sa_column=_ts())
+    signed_by: str | None = None
+    test_report: str | None = None
+    archived_at: datetime | None = Field(default=None, sa_column=_ts())
+    device_status: str | None = None
+
+
+# ---------------------------------------------------------------- SLA clocks
+class SlaClock(SQLModel, table=True):
+    """One row per armed deadline. ``next_fire_at`` is the only column the clock
+    service scans (indexed), so its cost follows the due clocks, not the open ones."""
+
+    __tablename__ = "sla_clock"
+    __table_args__ = (UniqueConstraint("ticket_id", "rule_id", "instance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, index=True)
+    rule_id: str = Field(max_length=80)
+    clause: str = Field(max_length=40)
+    instance: int = 0
+    profile: str = Field(max_length=80)
+    kind: str = Field(max_length=20)
+    unit: str = Field(max_length=20)
+    duration: float
+    state: ClockState = ClockState.ARMED
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    due_at: datetime | None = Field(default=None, sa_column=_ts())
+    remind_at: datetime | None = Field(default=None, sa_column=_ts())
+    next_fire_at: datetime | None = Field(default=None, sa_column=_ts(index=True))
+    remaining_seconds: float | None = None  # while paused, in the rule's unit space
+    paused_at: datetime | None = Field(default=None, sa_column=_ts())
+    reminded_at: datetime | None = Field(default=None, sa_column=_ts())
+    met_at: datetime | None = Field(default=None, sa_column=_ts())
+    breached_at: datetime | None = Field(default=None, sa_column=_ts())
+    fire_count: int = 0
+    flow_run_id: str | None = Field(default=None, max_length=64)
+
+
+class SlaClockPublic(SQLModel):
+    rule_id: str
+    clause: str
+    state: ClockState
+    started_at: datetime
+    due_at: datetime | None
+    remind_at: datetime | None
+    met_at: datetime | None
+    breached_at: datetime | None
+
+
+# ---------------------------------------------------------------- escalations
+class Escalation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, index=True)
+    clock_id: int | None = Field(default=None, foreign_key="sla_clock.id", unique=True)
+    rule_id: str = Field(max_length=80)
+    clause: str = Field(max_length=40)
+    level: str = Field(max_length=20)
+    escalated_to: str = Field(max_length=40)
+    reason: str
+    escalated_by: str = Field(default="sla-clock", max_length=120)
+    progress: str | None = None
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+# ---------------------------------------------------------------- notifications
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the last attempt; still listed for ops
+
+
+class Notification(SQLModel, table=True):
+    """Outbox: every message is stored first, then delivered (and retried) by the clock service."""
+
+    __table_args__ = (Index("ix_notification_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=200)
+    ticket_id: str | None = Field(default=None, foreign_key="ticket.id", max_length=40, index=True)
+    role: str = Field(max_length=40)
+    template: str = Field(max_length=60)
+    clause: str = Field(max_length=40)
+    title: str
+    body: str  # already masked (PRIV-1)
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
