@@ -36,6 +36,8 @@ Role = Literal[
     "operations_director",
     "pr",
     "sync_group",
+    "dispatch",
+    "engineer",
     "customer",
 ]
 BreachAction = Literal["escalate", "notify", "resume", "none"]

@@ -23,6 +23,8 @@ ROLES = (
     "operations_director",
     "pr",
     "sync_group",
+    "dispatch",
+    "engineer",
     "customer",
 )
 
@@ -50,6 +52,8 @@ class Settings(BaseSettings):
     notify_operations_director: str = ""
     notify_pr: str = ""
     notify_sync_group: str = ""
+    notify_dispatch: str = ""
+    notify_engineer: str = ""
     notify_customer: str = ""
     notify_max_attempts: int = 5
     notify_backoff_seconds: float = 2.0

@@ -1,0 +1,50 @@
+"""Deployments of the SOP flows and the event triggers that start them.
+
+``prefect.yaml`` declares the same deployments and triggers for a work-pool setup
+(``prefect deploy --all``); ``tests/test_deployments.py`` checks that both agree.
+``aftersales up`` and ``aftersales serve`` serve these (a Runner; each flow run is a
+subprocess; a suspended run holds no process).
+"""
+
+from __future__ import annotations
+
+from prefect.events import DeploymentEventTrigger
+
+from aftersales.intake import INQUIRY_EVENT, REPAIR_EVENT
+
+# name -> (flow import path, event that starts it, tags)
+DEPLOYMENTS = {
+    "inquiry": ("flows.inquiry:inquiry", INQUIRY_EVENT, ["sop:inquiry"]),
+    "repair-dispatch": ("flows.repair:repair_dispatch", REPAIR_EVENT, ["sop:repair"]),
+}
+
+
+def trigger_for(event: str) -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        name=f"start on {event}",
+        enabled=True,
+        expect={event},
+        match={"prefect.resource.id": "aftersales.ticket.*"},
+        parameters={"ticket_id": "{{ event.payload.ticket_id }}"},
+    )
+
+
+def build_deployments() -> list:
+    from importlib import import_module
+
+    out = []
+    for name, (path, event, tags) in DEPLOYMENTS.items():
+        mod, attr = path.split(":")
+        fl = getattr(import_module(mod), attr)
+        out.append(fl.to_deployment(name=name, tags=tags, triggers=[trigger_for(event)]))
+    return out
+
+
+def serve_all(limit: int | None = None) -> None:
+    from prefect import serve
+
+    serve(*build_deployments(), limit=limit, print_starting_message=True)
+
+
+if __name__ == "__main__":
+    serve_all()

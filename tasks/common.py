@@ -1,0 +1,175 @@
+"""Tasks shared by every SOP flow: claiming the run, clocks, notifications, the clocks artifact.
+
+Every task is idempotent against the database (re-running it changes nothing)
+and cached per flow run and ticket, because a suspended flow re-runs its body
+when a person resumes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.context import TaskRunContext, get_run_context
+
+from aftersales import sla
+from aftersales.clock import get_clock
+from aftersales.runtime import clock_context
+from models.db import session_scope
+from models.entities import Sop, Ticket
+from models.repository import claim_sop_run, clocks_for, get_ticket
+
+
+def current_flow_run_id() -> str:
+    ctx = get_run_context()
+    fr = getattr(ctx, "flow_run", None) or getattr(getattr(ctx, "task_run", None), "flow_run", None)
+    if fr is None:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id)
+    return str(fr.id)
+
+
+def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Stable per (flow run, task, ticket, step): a resumed run does not redo finished steps."""
+    from prefect.runtime import flow_run
+
+    return ":".join(
+        [
+            str(flow_run.id),
+            context.task.name,
+            str(parameters.get("ticket_id", "")),
+            str(parameters.get("step", "")),
+        ]
+    )
+
+
+STEP = {"cache_key_fn": step_cache_key, "persist_result": True, "retries": 2, "retry_delay_seconds": 2}
+
+
+def ticket_context(t: Ticket) -> dict[str, Any]:
+    return {
+        "ticket_id": t.id,
+        "customer_name": t.customer_name,
+        "contact": t.contact,
+        "channel": str(t.channel),
+        "priority": str(t.priority),
+        "category": str(t.category or "-"),
+        "status": str(t.status),
+        "handler": t.handler or "-",
+        "owner_team": t.owner_team or "-",
+        "description": t.description,
+        "product_model": t.product_model or "-",
+    }
+
+
+@task(**STEP)
+def claim_ticket_run(ticket_id: str, sop: str) -> dict[str, Any]:
+    """One flow run per ticket per SOP: the first run claims the ticket; a duplicate run
+    (the same intake delivered twice) sees another owner and stops."""
+    run_id = current_flow_run_id()
+    now = get_clock().now()
+    with session_scope() as s:
+        t = get_ticket(s, ticket_id=ticket_id)
+        claim = claim_sop_run(s, ticket_id=ticket_id, sop=Sop(sop), flow_run_id=run_id, now=now)
+        owner = claim.flow_run_id
+        tags = [f"sop:{sop}", f"priority:{t.priority}", f"channel:{t.channel}"]
+    _tag_run(run_id, tags)
+    return {"owner": owner == run_id, "owner_run": owner}
+
+
+def _tag_run(run_id: str, tags: list[str]) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        fr = client.read_flow_run(UUID(run_id))
+        merged = sorted({*(fr.tags or []), *tags})
+        client.update_flow_run(UUID(run_id), tags=merged)
+
+
+@task(**STEP)
+def arm_clocks(ticket_id: str, rules: list[str], step: str, attach_run: bool = False) -> list[str]:
+    """Arm the deadlines of ``rules`` from now (each cites its clause in the policy)."""
+    ctx = clock_context()
+    now = get_clock().now()
+    run_id = current_flow_run_id() if attach_run else None
+    with session_scope() as s:
+        for rule_id in rules:
+            sla.arm(s, ctx=ctx, ticket_id=ticket_id, rule_id=rule_id, start=now, flow_run_id=run_id)
+    get_run_logger().info("armed %s for %s", ", ".join(rules), ticket_id)
+    return rules
+
+
+@task(**STEP)
+def meet_clocks(
+    ticket_id: str, step: str, rules: list[str] | None = None, kinds: list[str] | None = None
+) -> list[str]:
+    now = get_clock().now()
+    with session_scope() as s:
+        met = sla.meet(s, ticket_id=ticket_id, at=now, rule_ids=rules, kinds=kinds)
+        return [c.rule_id for c in met]
+
+
+@task(**STEP)
+def pause_clocks(ticket_id: str, step: str, kinds: list[str]) -> list[str]:
+    now = get_clock().now()
+    with session_scope() as s:
+        paused = sla.pause(s, ctx=clock_context(), ticket_id=ticket_id, at=now, kinds=kinds)
+        return [c.rule_id for c in paused]
+
+
+@task(**STEP)
+def resume_clocks(ticket_id: str, step: str) -> list[str]:
+    now = get_clock().now()
+    with session_scope() as s:
+        resumed = sla.resume(s, ctx=clock_context(), ticket_id=ticket_id, at=now)
+        return [c.rule_id for c in resumed]
+
+
+@task(**STEP)
+def notify_role(
+    ticket_id: str, step: str, role: str, template: str, extra: dict[str, Any] | None = None
+) -> int:
+    """Queue a message to a role; the clock service delivers it through Apprise (and retries)."""
+    now = get_clock().now()
+    with session_scope() as s:
+        t = get_ticket(s, ticket_id=ticket_id)
+        row = sla.enqueue_notification(
+            s,
+            dedupe_key=f"{step}:{ticket_id}:{role}:{template}",
+            role=role,
+            template=template,
+            context={**ticket_context(t), **(extra or {})},
+            now=now,
+            ticket_id=ticket_id,
+        )
+        return row.id or 0
+
+
+@task
+def publish_clocks(ticket_id: str) -> None:
+    """The ticket's clocks as a table artifact in the Prefect UI (rule, clause, due, state)."""
+    tz = clock_context().calendar.tz
+    with session_scope() as s:
+        rows = [
+            {
+                "rule": c.rule_id,
+                "clause": c.clause,
+                "state": str(c.state),
+                "started": c.started_at.astimezone(tz).isoformat(timespec="seconds"),
+                "due": c.due_at.astimezone(tz).isoformat(timespec="seconds") if c.due_at else "",
+                "met": c.met_at.astimezone(tz).isoformat(timespec="seconds") if c.met_at else "",
+                "breached": c.breached_at.astimezone(tz).isoformat(timespec="seconds")
+                if c.breached_at
+                else "",
+            }
+            for c in clocks_for(s, ticket_id=ticket_id)
+        ]
+    create_table_artifact(
+        key=f"clocks-{ticket_id.lower()}",
+        table=rows,
+        description=f"SLA clocks of ticket {ticket_id}",
+    )

@@ -1,0 +1,888 @@
+"""Tests for the working-time calendar engine (aftersales.calendar).
+
+Every expected value was worked out by hand against chinese_calendar 1.11.0:
+
+* 2026-11: no holidays; 2026-11-18 Wed, 11-20 Fri, 11-21 Sat, 11-22 Sun, 11-23 Mon.
+* New Year's Day 2026-01-01..01-03 off, Sunday 2026-01-04 a make-up workday.
+* Spring Festival 2026-02-15..02-23 off; Saturdays 02-14 and 02-28 make-up workdays.
+* Labour Day 2026-05-01..05-05 off; Saturday 05-09 a make-up workday.
+* Mid-autumn 2026-09-25..09-27 off; Sunday 09-20 a make-up workday.
+* National Day 2026-10-01..10-07 off; Saturday 10-10 a make-up workday,
+  Sunday 10-11 an ordinary weekend day.
+* The data ends with 2026: 2027 is not covered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from aftersales.calendar import (
+    MAX_SCAN_DAYS,
+    CalendarYearNotCovered,
+    DueExplanation,
+    Unit,
+    WorkCalendar,
+)
+from aftersales.settings import Settings
+
+SH = ZoneInfo("Asia/Shanghai")
+BERLIN = ZoneInfo("Europe/Berlin")
+LUNCH = [(time(9), time(12)), (time(13), time(18))]
+
+
+def sh(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, tzinfo=SH)
+
+
+def berlin(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=BERLIN)
+
+
+@pytest.fixture
+def cal() -> WorkCalendar:
+    return WorkCalendar()
+
+
+@pytest.fixture
+def strict_cal() -> WorkCalendar:
+    return WorkCalendar(unknown_year="error")
+
+
+@pytest.fixture
+def lunch_cal() -> WorkCalendar:
+    return WorkCalendar(periods=LUNCH)
+
+
+# -- basics -------------------------------------------------------------------
+
+
+def test_default_working_day_is_nine_hours(cal: WorkCalendar) -> None:
+    assert cal.working_day_seconds() == 9 * 3600
+
+
+def test_lunch_break_working_day_is_eight_hours(lunch_cal: WorkCalendar) -> None:
+    assert lunch_cal.working_day_seconds() == 8 * 3600
+
+
+def test_unit_values_are_stable() -> None:
+    assert [u.value for u in Unit] == [
+        "seconds",
+        "minutes",
+        "hours",
+        "days",
+        "working_hours",
+        "working_days",
+    ]
+
+
+def test_from_settings_uses_timezone_periods_and_unknown_year_mode() -> None:
+    settings = Settings(
+        timezone="Europe/Berlin",
+        working_hours="08:00-12:00, 13:00-17:30",
+        calendar_unknown_year="error",
+    )
+    c = WorkCalendar.from_settings(settings)
+    assert c.tz == BERLIN
+    assert c.periods == ((time(8), time(12)), (time(13), time(17, 30)))
+    assert c.unknown_year == "error"
+    assert c.working_day_seconds() == 8.5 * 3600
+
+
+# -- is_working_day -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (date(2026, 11, 20), True),  # Friday
+        (date(2026, 11, 21), False),  # Saturday
+        (date(2026, 11, 22), False),  # Sunday
+        (date(2026, 11, 23), True),  # Monday
+        (date(2026, 1, 1), False),  # New Year's Day
+        (date(2026, 1, 4), True),  # Sunday make-up workday
+        (date(2026, 2, 14), True),  # Saturday make-up workday (Spring Festival)
+        (date(2026, 2, 16), False),  # Monday in the Spring Festival
+        (date(2026, 2, 28), True),  # Saturday make-up workday (Spring Festival)
+        (date(2026, 5, 9), True),  # Saturday make-up workday (Labour Day)
+        (date(2026, 9, 20), True),  # Sunday make-up workday
+        (date(2026, 9, 25), False),  # Friday, Mid-autumn Festival
+        (date(2026, 9, 28), True),  # ordinary Monday
+        (date(2026, 10, 1), False),  # National Day
+        (date(2026, 10, 7), False),  # Wednesday, last National Day holiday
+        (date(2026, 10, 10), True),  # Saturday make-up workday (National Day)
+        (date(2026, 10, 11), False),  # ordinary Sunday
+    ],
+)
+def test_is_working_day_follows_the_chinese_calendar(
+    cal: WorkCalendar, day: date, expected: bool
+) -> None:
+    assert cal.is_working_day(day) is expected
+
+
+# -- weekends -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        # test_two_working_days_from_wednesday_is_friday
+        (sh(2026, 11, 18, 10), 2, Unit.WORKING_DAYS, sh(2026, 11, 20, 10)),
+        # one working day from Friday is Monday, same time
+        (sh(2026, 11, 20, 10), 1, Unit.WORKING_DAYS, sh(2026, 11, 23, 10)),
+        # Friday 17:00 + 3 days: 1 h Fri, 9 h Mon, 9 h Tue, 8 h Wed
+        (sh(2026, 11, 20, 17), 3, Unit.WORKING_DAYS, sh(2026, 11, 25, 17)),
+        # a whole working week from Monday 09:00 ends Friday 18:00
+        (sh(2026, 11, 23, 9), 5, Unit.WORKING_DAYS, sh(2026, 11, 27, 18)),
+        # one working hour from Saturday evening is Monday 10:00
+        (sh(2026, 11, 21, 20), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 10)),
+        # Sunday noon + 1 working day: the whole of Monday
+        (sh(2026, 11, 22, 12), 1, Unit.WORKING_DAYS, sh(2026, 11, 23, 18)),
+        # Friday 17:30 + 1 working hour: 30 min Fri, 30 min Mon
+        (sh(2026, 11, 20, 17, 30), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 9, 30)),
+    ],
+    ids=[
+        "two_working_days_from_wednesday_is_friday",
+        "one_working_day_from_friday_is_monday",
+        "three_working_days_from_friday_late_afternoon_is_wednesday",
+        "five_working_days_from_monday_morning_is_friday_evening",
+        "one_working_hour_from_saturday_evening_is_monday_ten",
+        "one_working_day_from_sunday_is_monday_evening",
+        "one_working_hour_from_friday_1730_spans_the_weekend",
+    ],
+)
+def test_weekends_are_skipped(
+    cal: WorkCalendar, start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    assert cal.add(start, amount, unit) == due
+
+
+# -- statutory holidays and make-up workdays ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        # National Day 2026-10-01..07: 8 h on 09-30, 9 h on 10-08, 1 h on 10-09
+        (sh(2026, 9, 30, 10), 2, Unit.WORKING_DAYS, sh(2026, 10, 9, 10)),
+        (sh(2026, 9, 30, 10), 1, Unit.WORKING_DAYS, sh(2026, 10, 8, 10)),
+        (sh(2026, 10, 1, 10), 1, Unit.WORKING_HOURS, sh(2026, 10, 8, 10)),
+        # Mid-autumn 2026-09-25..27: Thursday + 1 day is the following Monday
+        (sh(2026, 9, 24, 10), 1, Unit.WORKING_DAYS, sh(2026, 9, 28, 10)),
+        # Spring Festival 2026-02-15..23 off, Saturday 02-14 worked
+        (sh(2026, 2, 13, 10), 2, Unit.WORKING_DAYS, sh(2026, 2, 24, 10)),
+        (sh(2026, 2, 15, 10), 1, Unit.WORKING_HOURS, sh(2026, 2, 24, 10)),
+        # Labour Day 2026-05-01..05 off
+        (sh(2026, 4, 30, 10), 1, Unit.WORKING_DAYS, sh(2026, 5, 6, 10)),
+        # New Year 2026-01-01..03 off, Sunday 01-04 is a make-up workday
+        (sh(2026, 1, 3, 12), 1, Unit.WORKING_HOURS, sh(2026, 1, 4, 10)),
+    ],
+    ids=[
+        "two_working_days_from_eve_of_national_day",
+        "one_working_day_from_eve_of_national_day",
+        "one_working_hour_during_national_day_waits_until_october_8",
+        "one_working_day_across_mid_autumn_is_monday",
+        "two_working_days_across_spring_festival",
+        "one_working_hour_during_spring_festival_waits_until_february_24",
+        "one_working_day_across_labour_day",
+        "new_year_holiday_then_sunday_make_up_workday",
+    ],
+)
+def test_statutory_holidays_are_skipped(
+    cal: WorkCalendar, start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    assert cal.add(start, amount, unit) == due
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "due", "made_up"),
+    [
+        # Friday + 1 working day lands on make-up Saturday 2026-02-14
+        (sh(2026, 2, 13, 10), 1, sh(2026, 2, 14, 10), [date(2026, 2, 14)]),
+        # Friday + 1 working day lands on make-up Saturday 2026-02-28
+        (sh(2026, 2, 27, 10), 1, sh(2026, 2, 28, 10), [date(2026, 2, 28)]),
+        # Saturday 09-19 is off, Sunday 09-20 is worked in full
+        (sh(2026, 9, 19, 10), 1, sh(2026, 9, 20, 18), [date(2026, 9, 20)]),
+        # 10-08, 10-09 and make-up Saturday 10-10 in full
+        (sh(2026, 10, 8, 9), 3, sh(2026, 10, 10, 18), [date(2026, 10, 10)]),
+        # ... and the fourth day skips ordinary Sunday 10-11
+        (sh(2026, 10, 8, 9), 4, sh(2026, 10, 12, 18), [date(2026, 10, 10)]),
+        # Friday 05-08 + 1 working day lands on make-up Saturday 05-09
+        (sh(2026, 5, 8, 10), 1, sh(2026, 5, 9, 10), [date(2026, 5, 9)]),
+    ],
+    ids=[
+        "spring_festival_make_up_saturday_february_14",
+        "spring_festival_make_up_saturday_february_28",
+        "mid_autumn_make_up_sunday_september_20",
+        "national_day_make_up_saturday_october_10",
+        "ordinary_sunday_after_make_up_saturday_is_skipped",
+        "labour_day_make_up_saturday_may_9",
+    ],
+)
+def test_make_up_workdays_count_as_working_days(
+    cal: WorkCalendar, start: datetime, amount: float, due: datetime, made_up: list[date]
+) -> None:
+    explanation = cal.explain(start, amount, Unit.WORKING_DAYS)
+    assert explanation.due == due
+    assert explanation.workdays_made_up == made_up
+
+
+# -- working-hour edges -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        (sh(2026, 11, 23, 8), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 10)),
+        (sh(2026, 11, 23, 0, 0), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 10)),
+        (sh(2026, 11, 23, 9), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 10)),
+        (sh(2026, 11, 23, 18), 1, Unit.WORKING_HOURS, sh(2026, 11, 24, 10)),
+        (sh(2026, 11, 23, 20), 1, Unit.WORKING_HOURS, sh(2026, 11, 24, 10)),
+        (sh(2026, 11, 23, 17, 30), 1, Unit.WORKING_HOURS, sh(2026, 11, 24, 9, 30)),
+        (sh(2026, 11, 23, 9), 1, Unit.WORKING_DAYS, sh(2026, 11, 23, 18)),
+        (sh(2026, 11, 23, 9), 9, Unit.WORKING_HOURS, sh(2026, 11, 23, 18)),
+        (sh(2026, 11, 23, 8), 1, Unit.WORKING_DAYS, sh(2026, 11, 23, 18)),
+        (sh(2026, 11, 23, 17), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 18)),
+        (sh(2026, 11, 23, 9), 0.5, Unit.WORKING_DAYS, sh(2026, 11, 23, 13, 30)),
+        (sh(2026, 11, 23, 9), 1.5, Unit.WORKING_DAYS, sh(2026, 11, 24, 13, 30)),
+        (sh(2026, 11, 23, 9), 0.25, Unit.WORKING_HOURS, sh(2026, 11, 23, 9, 15)),
+        (sh(2026, 11, 23, 10, 0, 30), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 11, 0, 30)),
+    ],
+    ids=[
+        "start_before_hours_counts_from_nine",
+        "start_at_midnight_counts_from_nine",
+        "start_exactly_at_nine",
+        "start_exactly_at_eighteen_moves_to_next_day",
+        "start_after_hours_moves_to_next_day",
+        "start_half_an_hour_before_close_carries_over",
+        "one_working_day_from_nine_ends_at_eighteen_same_day",
+        "nine_working_hours_from_nine_end_exactly_at_period_end",
+        "one_working_day_from_before_hours_ends_same_day",
+        "last_working_hour_of_the_day_ends_at_eighteen",
+        "half_a_working_day",
+        "one_and_a_half_working_days",
+        "fractional_working_hours",
+        "seconds_are_kept",
+    ],
+)
+def test_working_hour_edges(
+    cal: WorkCalendar, start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    assert cal.add(start, amount, unit) == due
+
+
+@pytest.mark.parametrize(
+    "start",
+    [sh(2026, 11, 21, 20), sh(2026, 11, 23, 10), sh(2026, 10, 1, 10), sh(2026, 11, 23, 18)],
+    ids=["saturday_evening", "inside_hours", "holiday", "at_closing_time"],
+)
+@pytest.mark.parametrize("unit", [Unit.WORKING_DAYS, Unit.WORKING_HOURS, Unit.HOURS])
+def test_zero_amount_leaves_start_unchanged(cal: WorkCalendar, start: datetime, unit: Unit) -> None:
+    assert cal.add(start, 0, unit) == start
+
+
+def test_string_units_are_accepted(cal: WorkCalendar) -> None:
+    assert cal.add(sh(2026, 11, 20, 10), 1, "working_days") == sh(2026, 11, 23, 10)
+    assert cal.add(sh(2026, 11, 20, 10), 1, " Working_Hours ") == sh(2026, 11, 20, 11)
+
+
+# -- lunch-break calendar -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        # 30 min before lunch, 30 min after
+        (sh(2026, 11, 23, 11, 30), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 13, 30)),
+        # the morning period is consumed exactly: due at 12:00, not 13:00
+        (sh(2026, 11, 23, 9), 3, Unit.WORKING_HOURS, sh(2026, 11, 23, 12)),
+        # starting during lunch counts from 13:00
+        (sh(2026, 11, 23, 12, 30), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 14)),
+        # starting exactly at 12:00 counts from 13:00
+        (sh(2026, 11, 23, 12), 1, Unit.WORKING_HOURS, sh(2026, 11, 23, 14)),
+        # 8 h working day
+        (sh(2026, 11, 23, 9), 1, Unit.WORKING_DAYS, sh(2026, 11, 23, 18)),
+        # 5 h Monday afternoon + 3 h Tuesday morning, ends at a period end
+        (sh(2026, 11, 23, 12), 1, Unit.WORKING_DAYS, sh(2026, 11, 24, 12)),
+        # 2 days from Friday 10:00: 7 h Fri, 8 h Mon, 1 h Tue
+        (sh(2026, 11, 20, 10), 2, Unit.WORKING_DAYS, sh(2026, 11, 24, 10)),
+    ],
+    ids=[
+        "hour_spanning_lunch",
+        "morning_consumed_exactly_ends_at_noon",
+        "start_during_lunch",
+        "start_exactly_at_lunch",
+        "one_working_day_is_eight_hours",
+        "one_working_day_from_noon_ends_next_noon",
+        "two_working_days_from_friday_over_weekend",
+    ],
+)
+def test_lunch_break_calendar(
+    lunch_cal: WorkCalendar, start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    assert lunch_cal.add(start, amount, unit) == due
+
+
+def test_lunch_break_periods_used(lunch_cal: WorkCalendar) -> None:
+    explanation = lunch_cal.explain(sh(2026, 11, 23, 11), 2, Unit.WORKING_HOURS)
+    assert explanation.periods_used == [
+        (sh(2026, 11, 23, 11), sh(2026, 11, 23, 12)),
+        (sh(2026, 11, 23, 13), sh(2026, 11, 23, 14)),
+    ]
+    assert explanation.working_seconds == 7200
+
+
+def test_periods_are_sorted_and_validated() -> None:
+    c = WorkCalendar(periods=[(time(13), time(18)), (time(9), time(12))])
+    assert c.periods == ((time(9), time(12)), (time(13), time(18)))
+    with pytest.raises(ValueError, match="ends before it starts"):
+        WorkCalendar(periods=[(time(18), time(9))])
+    with pytest.raises(ValueError, match="overlaps"):
+        WorkCalendar(periods=[(time(9), time(13)), (time(12), time(18))])
+    with pytest.raises(ValueError, match="at least one"):
+        WorkCalendar(periods=[])
+    with pytest.raises(ValueError, match="unknown_year"):
+        WorkCalendar(unknown_year="guess")  # type: ignore[arg-type]
+
+
+# -- natural units ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        (sh(2026, 11, 21, 23, 45), 30, Unit.MINUTES, sh(2026, 11, 22, 0, 15)),
+        (sh(2026, 10, 3, 10), 24, Unit.HOURS, sh(2026, 10, 4, 10)),
+        (sh(2026, 11, 21, 20), 2, Unit.HOURS, sh(2026, 11, 21, 22)),
+        (sh(2026, 11, 23, 9), 90, Unit.SECONDS, sh(2026, 11, 23, 9, 1, 30)),
+        (sh(2026, 2, 13, 10), 7, Unit.DAYS, sh(2026, 2, 20, 10)),
+        (sh(2026, 12, 28, 10), 7, Unit.DAYS, sh(2027, 1, 4, 10)),
+        # Shanghai has no DST: the last Sunday of March is an ordinary day
+        (sh(2026, 3, 28, 12), 1, Unit.DAYS, sh(2026, 3, 29, 12)),
+        (sh(2026, 10, 24, 12), 48, Unit.HOURS, sh(2026, 10, 26, 12)),
+        (sh(2026, 11, 23, 9), 1.5, Unit.HOURS, sh(2026, 11, 23, 10, 30)),
+    ],
+    ids=[
+        "minutes_cross_midnight",
+        "hours_ignore_holidays",
+        "hours_ignore_working_hours",
+        "seconds",
+        "days_ignore_spring_festival",
+        "days_cross_into_2027_without_calendar_data",
+        "shanghai_day_over_european_dst_change",
+        "shanghai_hours_over_european_dst_end",
+        "fractional_hours",
+    ],
+)
+def test_natural_units_are_plain_elapsed_time(
+    strict_cal: WorkCalendar, start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    # strict mode: natural units never consult the holiday data
+    assert strict_cal.add(start, amount, unit) == due
+    assert strict_cal.add(start, amount, unit).utcoffset() == sh(2026, 1, 1).utcoffset()
+
+
+def test_natural_explain_has_no_working_details(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 10, 1, 10), 2, Unit.HOURS)
+    assert explanation.due == sh(2026, 10, 1, 12)
+    assert explanation.working_seconds is None
+    assert explanation.periods_used == []
+    assert explanation.days_skipped == []
+    assert explanation.workdays_made_up == []
+    assert explanation.fallback_years == []
+
+
+def test_result_is_in_calendar_timezone_for_utc_start(cal: WorkCalendar) -> None:
+    start = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+    due = cal.add(start, 1, Unit.WORKING_HOURS)
+    assert due == sh(2026, 11, 23, 10)
+    assert due.tzinfo == SH
+    assert due.isoformat() == "2026-11-23T10:00:00+08:00"
+    natural = cal.add(start, 1, Unit.HOURS)
+    assert natural.tzinfo == SH
+    assert natural.isoformat() == "2026-11-23T10:00:00+08:00"
+
+
+# -- year boundary 2026 -> 2027 --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        # 8 h on 12-31, 9 h on Fri 2027-01-01 (fallback: a weekday), 9 h Mon 01-04, 1 h 01-05
+        (sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS, sh(2027, 1, 5, 10)),
+        (sh(2026, 12, 31, 10), 1, Unit.WORKING_DAYS, sh(2027, 1, 1, 10)),
+        (sh(2026, 12, 31, 18), 1, Unit.WORKING_HOURS, sh(2027, 1, 1, 10)),
+        (sh(2027, 1, 2, 10), 1, Unit.WORKING_HOURS, sh(2027, 1, 4, 10)),
+    ],
+    ids=[
+        "three_working_days_from_new_years_eve",
+        "one_working_day_from_new_years_eve",
+        "one_working_hour_from_new_years_eve_closing",
+        "saturday_in_2027_is_a_weekend",
+    ],
+)
+def test_year_boundary_weekends_fallback(
+    start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    c = WorkCalendar(unknown_year="weekends")
+    explanation = c.explain(start, amount, unit)
+    assert explanation.due == due
+    assert explanation.fallback_years == [2027]
+
+
+def test_year_boundary_fallback_logs_one_warning_per_year(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = WorkCalendar(unknown_year="weekends")
+    with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
+        assert c.add(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS) == sh(2027, 1, 5, 10)
+        assert c.is_working_day(date(2027, 1, 4)) is True
+        assert c.is_working_day(date(2027, 1, 9)) is False
+        assert c.is_working_day(date(2027, 6, 7)) is True
+    records = [r for r in caplog.records if r.name == "aftersales.calendar"]
+    assert len(records) == 1
+    assert "2027" in records[0].getMessage()
+    assert records[0].levelno == logging.WARNING
+    with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
+        assert c.is_working_day(date(2028, 1, 3)) is True  # Monday
+    records = [r for r in caplog.records if r.name == "aftersales.calendar"]
+    assert len(records) == 2
+    assert "2028" in records[1].getMessage()
+
+
+def test_year_boundary_explain_lists_fallback_weekend(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS)
+    assert explanation.days_skipped == [
+        (date(2027, 1, 2), "weekend"),
+        (date(2027, 1, 3), "weekend"),
+    ]
+    assert any("year 2027 is not covered" in line for line in explanation.lines())
+
+
+def test_year_before_coverage_also_falls_back(cal: WorkCalendar) -> None:
+    # 2003-12-31 is a Wednesday, 2004-01-01 is New Year's Day in the data
+    explanation = cal.explain(sh(2003, 12, 31, 10), 1, Unit.WORKING_DAYS)
+    assert explanation.due == sh(2004, 1, 2, 10)
+    assert explanation.fallback_years == [2003]
+    assert explanation.days_skipped == [(date(2004, 1, 1), "holiday: New Year's Day")]
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit"),
+    [
+        (sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS),
+        (sh(2026, 12, 31, 10), 1, Unit.WORKING_DAYS),
+        (sh(2026, 12, 31, 18), 1, Unit.WORKING_HOURS),
+        (sh(2027, 3, 1, 10), 1, Unit.WORKING_HOURS),
+    ],
+    ids=[
+        "three_working_days_from_new_years_eve",
+        "one_working_day_from_new_years_eve",
+        "one_working_hour_from_new_years_eve_closing",
+        "start_inside_2027",
+    ],
+)
+def test_year_boundary_error_mode_raises(
+    strict_cal: WorkCalendar, start: datetime, amount: float, unit: Unit
+) -> None:
+    with pytest.raises(CalendarYearNotCovered) as info:
+        strict_cal.add(start, amount, unit)
+    message = str(info.value)
+    assert "2027" in message
+    assert "2004..2026" in message
+    assert "AFTERSALES_CALENDAR_UNKNOWN_YEAR" in message
+    assert info.value.year == 2027
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due"),
+    [
+        (sh(2026, 12, 31, 10), 1, Unit.WORKING_HOURS, sh(2026, 12, 31, 11)),
+        # the last working day of 2026 is consumed exactly: 2027 is never consulted
+        (sh(2026, 12, 31, 9), 1, Unit.WORKING_DAYS, sh(2026, 12, 31, 18)),
+    ],
+    ids=["one_working_hour_inside_2026", "new_years_eve_consumed_exactly"],
+)
+def test_year_boundary_error_mode_allows_deadlines_inside_2026(
+    strict_cal: WorkCalendar, start: datetime, amount: float, unit: Unit, due: datetime
+) -> None:
+    assert strict_cal.add(start, amount, unit) == due
+
+
+def test_is_working_day_error_mode_raises_for_2027(strict_cal: WorkCalendar) -> None:
+    with pytest.raises(CalendarYearNotCovered, match="2027"):
+        strict_cal.is_working_day(date(2027, 1, 4))
+    assert strict_cal.is_working_day(date(2026, 12, 31)) is True
+
+
+def test_working_seconds_between_error_mode_raises_across_2027(
+    strict_cal: WorkCalendar,
+) -> None:
+    with pytest.raises(CalendarYearNotCovered):
+        strict_cal.working_seconds_between(sh(2026, 12, 31, 10), sh(2027, 1, 4, 10))
+
+
+# -- working_seconds_between ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "seconds"),
+    [
+        (sh(2026, 11, 23, 10), sh(2026, 11, 23, 12, 30), 9000),
+        (sh(2026, 11, 23, 9), sh(2026, 11, 23, 9), 0),
+        (sh(2026, 11, 23, 12), sh(2026, 11, 23, 10), 0),
+        (sh(2026, 11, 23, 7), sh(2026, 11, 23, 20), 9 * 3600),
+        # across a weekend: 1 h Friday, 1 h Monday
+        (sh(2026, 11, 20, 17), sh(2026, 11, 23, 10), 7200),
+        # across National Day: 1 h on 09-30, 1 h on 10-08
+        (sh(2026, 9, 30, 17), sh(2026, 10, 8, 10), 7200),
+        # across the Spring Festival including make-up Saturday 02-14
+        (sh(2026, 2, 13, 17), sh(2026, 2, 24, 10), 1 * 3600 + 9 * 3600 + 1 * 3600),
+        # a whole ordinary week Monday 00:00 .. next Monday 00:00
+        (sh(2026, 11, 16), sh(2026, 11, 23), 5 * 9 * 3600),
+        # the National Day week: 09-28..09-30 worked, 10-01..10-04 off
+        (sh(2026, 9, 28), sh(2026, 10, 5), 3 * 9 * 3600),
+        # entirely inside a holiday
+        (sh(2026, 10, 2, 10), sh(2026, 10, 6, 10), 0),
+        # end exactly at opening time is excluded ([a, b))
+        (sh(2026, 11, 20, 18), sh(2026, 11, 23, 9), 0),
+        # mixed time zones: 01:00 UTC is 09:00 Shanghai
+        (datetime(2026, 11, 23, 1, tzinfo=UTC), sh(2026, 11, 23, 11), 7200),
+    ],
+    ids=[
+        "inside_one_period",
+        "empty_interval",
+        "reversed_interval",
+        "whole_day_from_before_to_after_hours",
+        "across_a_weekend",
+        "across_national_day",
+        "across_spring_festival_with_make_up_saturday",
+        "whole_ordinary_week",
+        "national_day_week",
+        "inside_a_holiday",
+        "ends_at_opening_time",
+        "mixed_timezones",
+    ],
+)
+def test_working_seconds_between(
+    cal: WorkCalendar, a: datetime, b: datetime, seconds: float
+) -> None:
+    assert cal.working_seconds_between(a, b) == seconds
+
+
+def test_working_seconds_between_lunch_calendar(lunch_cal: WorkCalendar) -> None:
+    assert lunch_cal.working_seconds_between(sh(2026, 11, 23, 11), sh(2026, 11, 23, 14)) == 7200
+
+
+@pytest.mark.parametrize(
+    ("start", "hours"),
+    [
+        (sh(2026, 9, 30, 10), 20),
+        (sh(2026, 2, 13, 16, 45), 13.5),
+        (sh(2026, 11, 21, 3), 27),
+        (sh(2026, 12, 30, 17), 12),
+    ],
+)
+def test_working_seconds_between_inverts_add(
+    cal: WorkCalendar, start: datetime, hours: float
+) -> None:
+    due = cal.add(start, hours, Unit.WORKING_HOURS)
+    assert cal.working_seconds_between(start, due) == hours * 3600
+
+
+# -- next_working_instant ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("t", "expected"),
+    [
+        (sh(2026, 11, 23, 10), sh(2026, 11, 23, 10)),
+        (sh(2026, 11, 23, 9), sh(2026, 11, 23, 9)),
+        (sh(2026, 11, 23, 8), sh(2026, 11, 23, 9)),
+        (sh(2026, 11, 23, 18), sh(2026, 11, 24, 9)),
+        (sh(2026, 11, 23, 17, 59, 59), sh(2026, 11, 23, 17, 59, 59)),
+        (sh(2026, 11, 21, 20), sh(2026, 11, 23, 9)),
+        (sh(2026, 10, 1, 10), sh(2026, 10, 8, 9)),
+        (sh(2026, 2, 13, 19), sh(2026, 2, 14, 9)),
+        (sh(2026, 10, 10, 19), sh(2026, 10, 12, 9)),
+    ],
+    ids=[
+        "inside_hours_is_itself",
+        "exactly_at_opening_is_itself",
+        "before_opening",
+        "exactly_at_closing_moves_to_next_day",
+        "last_second_of_the_day",
+        "saturday_evening",
+        "national_day",
+        "friday_evening_before_make_up_saturday",
+        "make_up_saturday_evening_skips_sunday",
+    ],
+)
+def test_next_working_instant(cal: WorkCalendar, t: datetime, expected: datetime) -> None:
+    assert cal.next_working_instant(t) == expected
+
+
+def test_next_working_instant_lunch_break(lunch_cal: WorkCalendar) -> None:
+    assert lunch_cal.next_working_instant(sh(2026, 11, 23, 12)) == sh(2026, 11, 23, 13)
+    assert lunch_cal.next_working_instant(sh(2026, 11, 23, 12, 30)) == sh(2026, 11, 23, 13)
+    assert lunch_cal.next_working_instant(sh(2026, 11, 23, 11, 59)) == sh(2026, 11, 23, 11, 59)
+
+
+# -- input validation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", list(Unit))
+def test_naive_datetime_rejected(cal: WorkCalendar, unit: Unit) -> None:
+    with pytest.raises(ValueError, match="start must be timezone-aware"):
+        cal.add(datetime(2026, 11, 23, 10), 1, unit)
+
+
+def test_naive_datetime_rejected_by_other_methods(cal: WorkCalendar) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cal.next_working_instant(datetime(2026, 11, 23, 10))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cal.working_seconds_between(datetime(2026, 11, 23, 10), sh(2026, 11, 23, 12))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cal.explain(datetime(2026, 11, 23, 10), 1, Unit.WORKING_DAYS)
+
+
+@pytest.mark.parametrize(
+    ("amount", "unit"),
+    [(-1, Unit.WORKING_DAYS), (-0.5, Unit.WORKING_HOURS), (-1, Unit.HOURS), (-30, Unit.MINUTES)],
+)
+def test_negative_amount_rejected(cal: WorkCalendar, amount: float, unit: Unit) -> None:
+    with pytest.raises(ValueError, match=f">= 0, got {amount}"):
+        cal.add(sh(2026, 11, 23, 10), amount, unit)
+
+
+@pytest.mark.parametrize("amount", [float("nan"), float("inf")])
+def test_non_finite_amount_rejected(cal: WorkCalendar, amount: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        cal.add(sh(2026, 11, 23, 10), amount, Unit.WORKING_HOURS)
+
+
+def test_unknown_unit_rejected(cal: WorkCalendar) -> None:
+    with pytest.raises(ValueError, match="unknown time unit 'fortnights'"):
+        cal.add(sh(2026, 11, 23, 10), 1, "fortnights")
+
+
+def test_runaway_amount_hits_scan_cap(cal: WorkCalendar) -> None:
+    # 3000 working days need more than 3660 calendar days
+    with pytest.raises(ValueError, match=f"more than {MAX_SCAN_DAYS} calendar days"):
+        cal.add(sh(2026, 11, 23, 10), 3000, Unit.WORKING_DAYS)
+
+
+# -- explain / to_dict -------------------------------------------------------------------------
+
+
+def test_explain_lists_national_day_holidays(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 9, 30, 10), 2, Unit.WORKING_DAYS)
+    assert explanation.start == sh(2026, 9, 30, 10)
+    assert explanation.due == sh(2026, 10, 9, 10)
+    assert explanation.amount == 2.0
+    assert explanation.unit is Unit.WORKING_DAYS
+    assert explanation.working_seconds == 18 * 3600
+    assert explanation.days_skipped == [
+        (date(2026, 10, day), "holiday: National Day") for day in range(1, 8)
+    ]
+    assert explanation.workdays_made_up == []
+    assert explanation.fallback_years == []
+    assert explanation.periods_used == [
+        (sh(2026, 9, 30, 10), sh(2026, 9, 30, 18)),
+        (sh(2026, 10, 8, 9), sh(2026, 10, 8, 18)),
+        (sh(2026, 10, 9, 9), sh(2026, 10, 9, 10)),
+    ]
+    lines = explanation.lines()
+    assert lines[0] == "start: 2026-09-30T10:00:00+08:00 (Wed)"
+    assert lines[1] == "add 2 working days = 18 h of working time"
+    assert "skipped 2026-10-01 (Thu): holiday: National Day" in lines
+    assert "skipped 2026-10-07 (Wed): holiday: National Day" in lines
+    assert "worked 2026-10-08 09:00:00-18:00:00 (9 h)" in lines
+    assert lines[-1] == "due: 2026-10-09T10:00:00+08:00 (Fri)"
+
+
+def test_explain_lists_spring_festival_and_make_up_workday(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 2, 13, 10), 2, Unit.WORKING_DAYS)
+    assert explanation.due == sh(2026, 2, 24, 10)
+    assert explanation.days_skipped == [
+        (date(2026, 2, day), "holiday: Spring Festival") for day in range(15, 24)
+    ]
+    assert explanation.workdays_made_up == [date(2026, 2, 14)]
+    lines = explanation.lines()
+    assert "counted 2026-02-14 (Sat) as a make-up workday (调休)" in lines
+    assert "skipped 2026-02-16 (Mon): holiday: Spring Festival" in lines
+
+
+def test_explain_distinguishes_weekend_from_holiday(cal: WorkCalendar) -> None:
+    # 10-10 is a make-up Saturday, 10-11 an ordinary Sunday
+    explanation = cal.explain(sh(2026, 10, 9, 10), 2, Unit.WORKING_DAYS)
+    assert explanation.due == sh(2026, 10, 12, 10)
+    assert explanation.days_skipped == [(date(2026, 10, 11), "weekend")]
+    assert explanation.workdays_made_up == [date(2026, 10, 10)]
+    # Mid-autumn: Friday is a holiday, the weekend days are part of it
+    explanation = cal.explain(sh(2026, 9, 24, 10), 1, Unit.WORKING_DAYS)
+    assert explanation.days_skipped == [
+        (date(2026, 9, 25), "holiday: Mid-autumn Festival"),
+        (date(2026, 9, 26), "holiday: Mid-autumn Festival"),
+        (date(2026, 9, 27), "holiday: Mid-autumn Festival"),
+    ]
+
+
+def test_explain_ordinary_weekend(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 11, 20, 10), 1, Unit.WORKING_DAYS)
+    assert explanation.days_skipped == [
+        (date(2026, 11, 21), "weekend"),
+        (date(2026, 11, 22), "weekend"),
+    ]
+    assert explanation.periods_used == [
+        (sh(2026, 11, 20, 10), sh(2026, 11, 20, 18)),
+        (sh(2026, 11, 23, 9), sh(2026, 11, 23, 10)),
+    ]
+
+
+def test_explain_zero_amount(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 11, 21, 20), 0, Unit.WORKING_DAYS)
+    assert explanation.due == sh(2026, 11, 21, 20)
+    assert explanation.working_seconds == 0.0
+    assert explanation.periods_used == []
+    assert explanation.days_skipped == []
+
+
+def test_to_dict_uses_iso_strings_with_shanghai_offset(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 10, 9, 17), 2, Unit.WORKING_HOURS)
+    data = explanation.to_dict()
+    assert data == {
+        "start": "2026-10-09T17:00:00+08:00",
+        "due": "2026-10-10T10:00:00+08:00",
+        "amount": 2.0,
+        "unit": "working_hours",
+        "working_seconds": 7200.0,
+        "periods_used": [
+            ["2026-10-09T17:00:00+08:00", "2026-10-09T18:00:00+08:00"],
+            ["2026-10-10T09:00:00+08:00", "2026-10-10T10:00:00+08:00"],
+        ],
+        "days_skipped": [],
+        "workdays_made_up": ["2026-10-10"],
+        "fallback_years": [],
+    }
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_to_dict_records_skipped_days_and_fallback_years(cal: WorkCalendar) -> None:
+    data = cal.explain(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS).to_dict()
+    assert data["due"] == "2027-01-05T10:00:00+08:00"
+    assert data["days_skipped"] == [
+        {"date": "2027-01-02", "reason": "weekend"},
+        {"date": "2027-01-03", "reason": "weekend"},
+    ]
+    assert data["fallback_years"] == [2027]
+    assert all(a.endswith("+08:00") and b.endswith("+08:00") for a, b in data["periods_used"])
+    json.dumps(data)
+
+
+def test_explanation_is_frozen(cal: WorkCalendar) -> None:
+    explanation = cal.explain(sh(2026, 11, 23, 10), 1, Unit.HOURS)
+    assert isinstance(explanation, DueExplanation)
+    with pytest.raises(AttributeError):
+        explanation.due = sh(2026, 1, 1)  # type: ignore[misc]
+
+
+# -- non-Shanghai time zone ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def berlin_cal() -> WorkCalendar:
+    return WorkCalendar(tz="Europe/Berlin", periods=[(time(8), time(16))])
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "due", "iso"),
+    [
+        # 30 min Monday, 30 min Tuesday, winter time +01:00
+        (
+            berlin(2026, 11, 23, 15, 30),
+            1,
+            Unit.WORKING_HOURS,
+            berlin(2026, 11, 24, 8, 30),
+            "2026-11-24T08:30:00+01:00",
+        ),
+        # the same instant given in Shanghai time (22:30+08:00 == 15:30+01:00)
+        (
+            sh(2026, 11, 23, 22, 30),
+            1,
+            Unit.WORKING_HOURS,
+            berlin(2026, 11, 24, 8, 30),
+            "2026-11-24T08:30:00+01:00",
+        ),
+        # across the spring DST change (Sunday 2026-03-29): 4 h Fri CET + 4 h Mon CEST
+        (
+            berlin(2026, 3, 27, 12),
+            1,
+            Unit.WORKING_DAYS,
+            berlin(2026, 3, 30, 12),
+            "2026-03-30T12:00:00+02:00",
+        ),
+        # natural hours are elapsed time: 24 h over the DST change is 13:00 wall clock
+        (
+            berlin(2026, 3, 28, 12),
+            24,
+            Unit.HOURS,
+            berlin(2026, 3, 29, 13),
+            "2026-03-29T13:00:00+02:00",
+        ),
+        (
+            berlin(2026, 10, 24, 12),
+            24,
+            Unit.HOURS,
+            berlin(2026, 10, 25, 11),
+            "2026-10-25T11:00:00+01:00",
+        ),
+        # Chinese statutory holidays still apply: 09-30 16:00 + 1 h -> 10-08 09:00
+        (
+            berlin(2026, 9, 30, 15),
+            2,
+            Unit.WORKING_HOURS,
+            berlin(2026, 10, 8, 9),
+            "2026-10-08T09:00:00+02:00",
+        ),
+    ],
+    ids=[
+        "working_hour_over_night",
+        "shanghai_start_converted_to_berlin",
+        "working_day_over_spring_dst_change",
+        "natural_hours_over_spring_dst_change",
+        "natural_hours_over_autumn_dst_change",
+        "chinese_holidays_still_apply",
+    ],
+)
+def test_non_shanghai_timezone(
+    berlin_cal: WorkCalendar,
+    start: datetime,
+    amount: float,
+    unit: Unit,
+    due: datetime,
+    iso: str,
+) -> None:
+    result = berlin_cal.add(start, amount, unit)
+    assert result == due
+    assert result.isoformat() == iso
+    assert result.tzinfo == BERLIN
+
+
+def test_non_shanghai_working_seconds_over_dst_change(berlin_cal: WorkCalendar) -> None:
+    assert berlin_cal.working_day_seconds() == 8 * 3600
+    assert (
+        berlin_cal.working_seconds_between(berlin(2026, 3, 27, 12), berlin(2026, 3, 30, 12))
+        == 8 * 3600
+    )
+
+
+def test_non_shanghai_next_working_instant(berlin_cal: WorkCalendar) -> None:
+    # 2026-11-23 07:00 Berlin is before opening; 14:00 Shanghai == 07:00 Berlin
+    assert berlin_cal.next_working_instant(sh(2026, 11, 23, 14)) == berlin(2026, 11, 23, 8)
