@@ -180,9 +180,14 @@ def _check_templates(data: Any, source: str) -> dict[str, dict[str, Any]]:
                     f"clause_levels[{level!r}] = {clause!r} is not in family {spec['clause']!r}",
                     field="clause_levels",
                 )
+        defaults = spec.get("defaults", {})
+        if not isinstance(defaults, Mapping) or not all(
+            isinstance(k, str) and _FIELD_NAME.match(k) for k in defaults
+        ):
+            raise TemplateError(tid, "defaults must map placeholder names to values")
         _fields(tid, spec["title"])
         _fields(tid, spec["body"])
-        checked[tid] = dict(spec)
+        checked[tid] = {**spec, "defaults": dict(defaults), "clause_levels": dict(levels)}
     return checked
 
 
@@ -208,13 +213,20 @@ def load_templates(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return copy.deepcopy(_load(None if path is None else str(Path(path).resolve())))
 
 
-def template_fields(template_id: str, path: Path | None = None) -> list[str]:
-    """Placeholder names a template needs, in order of first use (``clause`` included)."""
+def template_fields(
+    template_id: str, *, required_only: bool = False, path: Path | None = None
+) -> list[str]:
+    """Placeholder names of a template in order of first use (``clause`` included).
+
+    With ``required_only`` only those without a default in the template's
+    ``defaults`` (and other than ``clause``, which render resolves itself)."""
     spec = _get(template_id, path)
     names = _fields(template_id, spec["title"])
     for name in _fields(template_id, spec["body"]):
         if name not in names:
             names.append(name)
+    if required_only:
+        names = [n for n in names if n != "clause" and n not in spec["defaults"]]
     return names
 
 
@@ -229,24 +241,30 @@ def _get(template_id: str, path: Path | None) -> dict[str, Any]:
 
 
 def _resolve_clause(template_id: str, spec: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
-    clause = str(spec["clause"])
-    if "*" not in clause:
-        return clause
+    """The clause a message carries out: the template's own, or for a family
+    (``ESC-*``) the context's ``clause`` when it is in the family, else the
+    clause mapped from the context's ``level``."""
+    family = str(spec["clause"])
+    if "*" not in family:
+        return family
     given = ctx.get("clause")
-    if isinstance(given, str) and given:
-        if not fnmatch.fnmatchcase(given, clause):
-            raise TemplateError(
-                template_id, f"clause {given!r} is not in family {clause!r}", field="clause"
-            )
+    if isinstance(given, str) and fnmatch.fnmatchcase(given, family):
         return given
-    levels: Mapping[str, str] = spec.get("clause_levels", {})
+    levels: Mapping[str, str] = spec["clause_levels"]
     level = ctx.get("level")
     if isinstance(level, str) and level.lower() in levels:
         return levels[level.lower()]
+    if given:
+        raise TemplateError(
+            template_id,
+            f"clause {given!r} is not in family {family!r} and level {level!r} "
+            f"is not one of {sorted(levels)}",
+            field="clause",
+        )
     raise TemplateError(
         template_id,
-        f"missing 'clause' (one of {clause}) or a 'level' in {sorted(levels)}",
-        field="clause" if not levels else "level",
+        f"missing value for 'level' (one of {sorted(levels)}) or a 'clause' in {family!r}",
+        field="level",
     )
 
 
@@ -256,13 +274,16 @@ def render(
     """Render a template with ``context``; personal data is masked (PRIV-1).
 
     The context is masked with ``mask_mapping`` before formatting and the
-    rendered title and body go through ``mask_text``. ``{clause}`` renders as
+    rendered title and body go through ``mask_text``. The template's
+    ``defaults`` fill optional placeholders (a ``None`` value counts as
+    missing). ``{clause}`` renders as
     the resolved clause id (a family such as ``ESC-*`` resolves from the
     context's ``clause`` or ``level``). Raises ``TemplateError`` for an unknown
     template or a missing placeholder, naming both.
     """
     spec = _get(template_id, path)
-    masked = mask_mapping(context)
+    given = {k: v for k, v in context.items() if v is not None}
+    masked = mask_mapping({**spec["defaults"], **given})
     clause = _resolve_clause(template_id, spec, masked)
     values = {**masked, "clause": clause}
     parts: dict[str, str] = {}

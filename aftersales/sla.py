@@ -470,7 +470,7 @@ def deliver_outbox(
 ) -> list[Notification]:
     """Deliver pending notifications; a failure is retried with exponential backoff and
     recorded; after the last attempt the row is marked failed (never dropped)."""
-    from aftersales.notify import NoRouteError, RenderedMessage
+    from aftersales.notify import RenderedMessage
 
     rows = list(
         session.exec(
@@ -485,12 +485,10 @@ def deliver_outbox(
     )
     for n in rows:
         msg = RenderedMessage(template=n.template, clause=n.clause, title=n.title, body=n.body)
-        try:
-            report = notifier.try_send(n.role, msg)
-            delivered, error = report.delivered, report.error
-        except NoRouteError as exc:
-            delivered, error = False, str(exc)
-            n.attempts = max_attempts - 1  # retrying cannot help until ops configure the route
+        report = notifier.try_send(n.role, msg)
+        delivered, error = report.delivered, report.error
+        if not delivered and not report.retryable:
+            n.attempts = max_attempts - 1  # no route / bad URL: retrying cannot help
         n.attempts += 1
         if delivered:
             n.status = NotificationStatus.SENT

@@ -5,17 +5,19 @@ in a background thread and records every request. Apprise's ``json://`` plugin
 POSTs a JSON object ``{"version": "1.0", "title": ..., "message": ...,
 "attachments": [...], "type": "info"}`` to the URL's path, so
 ``sink.url("/team_lead")`` is the Apprise URL for one role and
-``sink.messages("/team_lead")`` what that role received.
+``sink.messages("/team_lead")`` what that role received (``.body["title"]``).
 
     with HttpSink() as sink:
         sink.fail_next(2)            # the next two requests get HTTP 500
         ...
         assert sink.wait_for(lambda: len(sink.messages()) == 1, timeout=5)
+        assert sink.messages()[0].body["title"] == "..."
 """
 
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,17 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+
+class _QuickServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer without the reverse-DNS lookup (``socket.getfqdn``) that
+    ``HTTPServer.server_bind`` does, which can stall for seconds in a sandbox."""
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ class HttpSink:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return  # keep test output quiet
 
-        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server = _QuickServer((host, 0), Handler)
         self._server.daemon_threads = True
         self.host = host
         self.port: int = self._server.server_address[1]
@@ -130,9 +143,10 @@ class HttpSink:
             items = list(self._requests)
         return [r for r in items if path is None or r.path == path]
 
-    def messages(self, path: str | None = None) -> list[Any]:
-        """JSON bodies of the requests the sink accepted (2xx), oldest first."""
-        return [r.body for r in self.requests(path) if r.delivered]
+    def messages(self, path: str | None = None) -> list[ReceivedRequest]:
+        """The requests the sink accepted (2xx), oldest first; ``.body`` is the
+        Apprise payload (``title``, ``message``, ``type``, ``version``)."""
+        return [r for r in self.requests(path) if r.delivered]
 
     def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02

@@ -40,43 +40,40 @@ CARD = "6222600260001072444"
 
 # One context that fills every placeholder of every packaged template.
 SAMPLE: dict[str, Any] = {
+    # the producers' ticket context
     "ticket_id": "T-20240513-0001",
-    "rule_id": "INQ-CH-PHONE:resolution",
-    "due": "2024-05-13 18:00",
-    "level": "normal",
-    "reason": f"no response 30 min after submission; customer ID {ID_NUMBER}",
     "customer_name": "张三",
     "contact": PHONE,
-    "address": ADDRESS,
-    "owner": "李四 (handler)",
-    "handler": "李四",
-    "deadline_kind": "resolution",
     "channel": "online",
-    "received_at": "2024-05-13 09:00:00",
-    "submitted_at": "2024-05-13 09:00",
-    "category": "B fault/repair",
     "priority": "urgent",
-    "summary": "printer shows error E-07 after power cut",
+    "category": "B",
+    "status": "in_progress",
+    "handler": "李四",
+    "owner_team": "after-sales",
+    "description": "printer shows error E-07 after power cut",
     "product_model": "LP-3000",
+    # clock-fired messages
+    "rule_id": "INQ-CH-PHONE:resolution",
+    "clause": "INQ-CH-PHONE",
+    "due": "2024-05-13T18:00:00+08:00",
+    "started": "2024-05-13T09:00:00+08:00",
+    "stops": "solved",
+    "level": "normal",
+    "escalate_to": "team_lead",
+    "fire_count": 2,
+    "reason": f"no response 30 min after submission; customer ID {ID_NUMBER}",
+    # step-specific extras
+    "address": ADDRESS,
     "purchase_date": "2023-11-02",
-    "fault": "does not power on",
     "engineer": "王工",
     "skill": "hardware",
-    "scope": "same city, 4 h",
+    "distance_km": 3.2,
     "location": "北京市朝阳区",
-    "status": "in repair centre",
     "progress": "Spare part ordered, arrives tomorrow.",
-    "next_update": "2024-05-15 18:00",
-    "result": "mainboard replaced, tested with the customer",
-    "completed_at": "2024-05-14 16:30",
-    "callback_due": "2024-05-17 18:00",
+    "device_status": "repaired",
+    "callback_due": "2024-05-17",
     "solution": "firmware updated to 2.1",
-    "followup_no": 2,
-    "solution_sent_at": "2024-05-10 10:00",
-    "close_on": "2024-05-13 10:00",
-    "closed_at": "2024-05-13 10:00",
     "tier": "VIP",
-    "callback_round": 1,
     "period": "2024-04",
     "response_compliance": "93.1%",
     "response_compliance_target": "95%",
@@ -86,8 +83,6 @@ SAMPLE: dict[str, Any] = {
     "complaint_on_time_rate": "100%",
     "misses": "response compliance 93.1% < 95%",
     "report_path": "reports/2024-04/quality.xlsx",
-    "platform": "Weibo",
-    "detected_at": "2024-05-13 09:05",
 }
 
 # Template id -> clause the brief assigns to it.
@@ -144,12 +139,13 @@ def test_breach_escalation_reaches_team_lead_sink_ESC_NORMAL(sink: HttpSink) -> 
 
     assert report == DeliveryReport("team_lead", "breach_escalation", 1, True, None)
     assert sleep.delays == []
-    [payload] = sink.messages("/team_lead")
+    [payload] = [m.body for m in sink.messages("/team_lead")]
     assert payload["title"] == message.title
     assert payload["message"] == message.body
     assert payload["type"] == "info"
     assert payload["version"] == "1.0"
-    assert "[ESC-NORMAL]" in payload["title"]
+    assert payload["title"].startswith("[ESC-NORMAL]")
+    assert "INQ-CH-PHONE:resolution" in payload["title"]  # the breached rule
     assert "INQ-CH-PHONE:resolution" in payload["message"]
     [request] = sink.requests("/team_lead")
     assert request.method == "POST"
@@ -168,7 +164,7 @@ def test_urgent_escalation_reaches_operations_director_only_ESC_URGENT(sink: Htt
     notifier.send("operations_director", message)
     assert message.clause == "ESC-URGENT"
     assert sink.messages("/team_lead") == []
-    [payload] = sink.messages("/operations_director")
+    [payload] = [m.body for m in sink.messages("/operations_director")]
     assert payload["title"].startswith("[ESC-URGENT]")
 
 
@@ -177,7 +173,7 @@ def test_phone_is_masked_in_notification_body_PRIV_1(sink: HttpSink) -> None:
     context = {
         **SAMPLE,
         "contact": "+86 138-1234-5678",
-        "fault": f"customer says: call me on {PHONE}, card {CARD} was charged",
+        "description": f"customer says: call me on {PHONE}, card {CARD} was charged",
     }
     notifier.send("dispatch", render("repair_request", context))
 
@@ -395,14 +391,40 @@ def test_breach_escalation_clause_resolves_from_level_or_clause_ESC(
     assert f"[{clause}]" in message.title
 
 
-def test_breach_escalation_rejects_a_clause_outside_the_ESC_family() -> None:
+def test_breach_of_any_rule_escalates_by_its_level_ESC_IMPORTANT() -> None:
+    # The clock passes the breached rule's clause (INQ-3) and the rule's level.
+    message = render("breach_escalation", {**SAMPLE, "clause": "INQ-3", "level": "important"})
+    assert message.clause == "ESC-IMPORTANT"
+    assert "INQ-CH-PHONE:resolution" in message.body
+
+
+def test_breach_escalation_without_level_or_ESC_clause_is_a_template_error() -> None:
     with pytest.raises(TemplateError, match="not in family") as caught:
-        render("breach_escalation", {**SAMPLE, "clause": "REP-2"})
+        render("breach_escalation", {**SAMPLE, "clause": "REP-2", "level": "-"})
     assert caught.value.field == "clause"
-    ctx = {k: v for k, v in SAMPLE.items() if k != "level"}
-    with pytest.raises(TemplateError) as caught:
+    ctx = {k: v for k, v in SAMPLE.items() if k not in ("level", "clause")}
+    with pytest.raises(TemplateError, match="'level'") as caught:
         render("breach_escalation", ctx)
     assert caught.value.field == "level"
+
+
+@pytest.mark.parametrize("template_id", sorted(load_templates()))
+def test_every_template_renders_with_only_its_required_fields(template_id: str) -> None:
+    required = template_fields(template_id, required_only=True)
+    assert "ticket_id" in required or template_id == "quality_report_summary"
+    context = {name: SAMPLE[name] for name in required}
+    message = render(template_id, context)
+    assert "{" not in message.title + message.body
+    for name in required:
+        with pytest.raises(TemplateError) as caught:
+            render(template_id, {k: v for k, v in context.items() if k != name})
+        assert caught.value.field in (name, "clause")
+
+
+def test_none_values_fall_back_to_template_defaults() -> None:
+    message = render("sync_group_post", {"ticket_id": "T-1", "contact": None, "description": None})
+    assert "Customer: - (-)" in message.body
+    assert "None" not in message.body
 
 
 def test_template_error_names_the_missing_placeholder() -> None:
@@ -446,3 +468,18 @@ def test_load_templates_returns_a_copy_of_the_cache() -> None:
     first = load_templates()
     first["reminder"]["title"] = "changed"
     assert load_templates()["reminder"]["title"] != "changed"
+
+
+def test_sink_records_every_post_and_its_helpers_work(sink: HttpSink) -> None:
+    notifier = Notifier({"pr": [sink.url("pr")]}, sleep=SleepRecorder())
+    assert sink.url("pr") == sink.url("/pr") == f"json://127.0.0.1:{sink.port}/pr"
+    notifier.try_send("pr", render("feedback_request", SAMPLE))
+    assert sink.wait_for(lambda: len(sink.messages("/pr")) == 1, timeout=5)
+    [received] = sink.messages()
+    assert received.path == "/pr" and received.delivered and received.body["type"] == "info"
+    assert set(received.body) >= {"version", "title", "message", "type"}
+    sink.fail_next(3)
+    sink.clear()  # forgets requests and pending failures
+    assert sink.requests() == []
+    assert notifier.try_send("pr", render("feedback_request", SAMPLE)).delivered
+    assert not sink.wait_for(lambda: len(sink.messages()) == 2, timeout=0.1)

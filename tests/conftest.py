@@ -1,0 +1,214 @@
+"""Test fixtures: one Prefect test harness per session (a real Prefect server on
+SQLite), a fresh project database per test, and — for flow tests — the whole
+stack: a runner serving the deployments, the SLA clock service and a real HTTP
+sink receiving the Apprise notifications."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+_TMP = Path(tempfile.mkdtemp(prefix="aftersales-tests-"))
+os.environ["AFTERSALES_HOME"] = str(_TMP / "home")
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_TMP / "prefect-storage")
+
+PG_URL = os.environ.get("AFTERSALES_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[str]:
+    """A real Prefect server (the test harness) for the whole session."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield str(PREFECT_API_URL.value())
+
+
+def _use_database(url: str) -> None:
+    from aftersales.settings import reset_settings
+    from models.db import init_db
+
+    os.environ["AFTERSALES_DATABASE_URL"] = url
+    reset_settings()
+    init_db(url)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'aftersales.db'}"
+    _use_database(url)
+    yield url
+
+
+def postgres_admin_url() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3, autocommit=True):
+            return PG_URL
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    url = postgres_admin_url()
+    if url is None:
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_URL} (set AFTERSALES_TEST_POSTGRES_URL); "
+            ".ci/run runs these tests where it is"
+        )
+    return url
+
+
+def fresh_postgres_database(admin_url: str) -> str:
+    import psycopg
+
+    name = f"aftersales_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    from models.db import get_engine
+
+    get_engine.cache_clear()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> Iterator[str]:
+    url = fresh_postgres_database(postgres_server)
+    _use_database(url)
+    yield url
+    drop_postgres_database(postgres_server, url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest) -> str:
+    """The same test on SQLite and on PostgreSQL (skipped with a reason when unreachable)."""
+    return request.getfixturevalue(f"{request.param}_db")
+
+
+@pytest.fixture
+def sink() -> Iterator:
+    from tests.sink import HttpSink
+
+    with HttpSink() as s:
+        yield s
+
+
+def route_roles_to(sink: object) -> None:
+    from aftersales.settings import ROLES, reset_settings
+
+    for role in ROLES:
+        os.environ[f"AFTERSALES_NOTIFY_{role.upper()}"] = sink.url(f"/{role}")  # type: ignore[attr-defined]
+    reset_settings()
+
+
+E2E_PROFILE = ROOT / "tests" / "data" / "e2e-profile.yaml"
+
+
+def _wait_for_deployments(api_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Serve registers the deployments and their triggers (automations) at start-up."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    end = time.monotonic() + 90
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"runner exited early; see {log_path}")
+        with get_client(sync_client=True) as client:
+            autos = client.request("POST", "/automations/filter", json={}).json()
+        if len({a["name"] for a in autos if a["name"].startswith("start on aftersales")}) >= 2:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"deployments were not served within 90 s; see {log_path}")
+
+
+class Stack:
+    """Everything a ticket touches: Prefect server, runner, database, clock service, sink."""
+
+    def __init__(self, backend: str, db_url: str, api_url: str, sink: object, service: object):
+        self.backend = backend
+        self.db_url = db_url
+        self.api_url = api_url
+        self.sink = sink
+        self.service = service
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack]:
+    """The SOP deployments served by a real Prefect runner subprocess (as ``aftersales serve``),
+    the SLA clock service in a thread, notifications to a real HTTP sink; one per backend."""
+    from aftersales.runtime import ClockService
+    from aftersales.settings import reset_settings
+    from tests.sink import HttpSink
+
+    admin = None
+    if request.param == "postgres":
+        admin = postgres_admin_url()
+        if admin is None:
+            pytest.skip(
+                f"PostgreSQL not reachable at {PG_URL} (set AFTERSALES_TEST_POSTGRES_URL); "
+                ".ci/run runs this test where it is"
+            )
+        db_url = fresh_postgres_database(admin)
+    else:
+        db_url = f"sqlite:///{_TMP / f'e2e-{uuid.uuid4().hex[:6]}.db'}"
+    saved = dict(os.environ)
+    os.environ["AFTERSALES_POLICY_FILE"] = str(E2E_PROFILE)
+    os.environ["AFTERSALES_NOTIFY_BACKOFF_SECONDS"] = "0.2"
+    sink = HttpSink()
+    sink.__enter__()
+    route_roles_to(sink)
+    _use_database(db_url)
+    from aftersales.demo import seed_reference_data
+
+    seed_reference_data()
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    log_path = _TMP / f"runner-{request.param}.log"
+    log = open(log_path, "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deployments.serve"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    _wait_for_deployments(prefect_server, proc, log_path)
+    service = ClockService()
+    service.poll = 0.2
+    thread = service.start_thread()
+    try:
+        yield Stack(request.param, db_url, prefect_server, sink, service)
+    finally:
+        service.stop()
+        thread.join(timeout=10)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        sink.close()
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_settings()
+        if admin is not None:
+            drop_postgres_database(admin, db_url)

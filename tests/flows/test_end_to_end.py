@@ -1,0 +1,142 @@
+"""End to end on a real Prefect server, a real runner, a real database and a real HTTP
+sink: intake event -> inquiry (class B, INQ-2) -> repair dispatch (REP-1..4) ->
+REM-1 reminder -> REP-2 breach -> escalation received -> engineer resumes -> completed.
+Runs on SQLite and on PostgreSQL (skipped with a reason where none is reachable)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aftersales.humansteps import resume_step, waiting_step
+from aftersales.policy import load_profile
+from models.db import session_scope
+from models.entities import ClockState, TicketStatus
+from models.repository import (
+    clocks_for,
+    escalations_for,
+    get_sop_run,
+    get_ticket,
+    get_work_order,
+    notifications_for,
+)
+from tests.conftest import E2E_PROFILE, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def wait(predicate: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def waits_for(ticket_id: str, step: str) -> bool:
+    try:
+        return any(s == step for _, s in waiting_step(ticket_id))
+    except Exception:  # noqa: BLE001 - the run may not exist yet
+        return False
+
+
+def submit(ticket_id: str, step: str, data: dict[str, Any], timeout: float = 120) -> None:
+    wait(lambda: waits_for(ticket_id, step), timeout, f"{ticket_id} to wait for '{step}'")
+    resume_step(ticket_id, step, data)
+
+
+def flow_run(run_id: str) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+
+
+def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_escalation_INQ_2_REP_2_REM_1_ESC(
+    stack: Stack,
+) -> None:
+    from aftersales.api import create_app
+
+    api = TestClient(create_app())
+    payload = {
+        "channel": "phone",
+        "intake_id": f"call-{stack.backend}-{time.time_ns()}",
+        "customer_id": "C-1001",
+        "customer_name": "张伟",
+        "contact": "13812345678",
+        "product_model": "X200",
+        "purchase_date": "2026-03-01",
+        "description": "X200 will not power on; call me on 13812345678",
+    }
+    first = api.post("/intake", json=payload)
+    assert first.status_code == 201, first.text
+    ticket_id = first.json()["ticket_id"]
+    again = api.post("/intake", json=payload)  # the same intake delivered twice
+    assert again.status_code == 200 and again.json() == {**first.json(), "created": False, "event": None}
+
+    # INQ-1/INQ-2: the agent answers and classifies B -> repair dispatch starts by event
+    submit(ticket_id, "first-response",
+           {"agent": "小吴", "category": "B", "priority": "auto", "complex_issue": False})
+    # REP-1: review within 30 min
+    submit(ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "hardware"})
+
+    # REP-2: nearest hardware engineer in the same city; the engineer is late on purpose
+    def breach_escalated() -> bool:
+        return any(m.body.get("title", "").find("REP-2") >= 0 for m in stack.sink.messages("/team_lead"))
+
+    wait(breach_escalated, 120, "the REP-2 breach escalation at the team lead's sink")
+    with session_scope() as s:
+        wo = get_work_order(s, ticket_id=ticket_id)
+        assert wo is not None and wo.engineer_id == "E-01" and wo.same_city is True
+        rep2 = next(c for c in clocks_for(s, ticket_id=ticket_id) if c.rule_id == "REP-2:same-city")
+        assert rep2.state == ClockState.BREACHED
+        assert rep2.reminded_at is not None and rep2.reminded_at < rep2.breached_at
+        esc = [e for e in escalations_for(s, ticket_id=ticket_id) if e.rule_id == "REP-2:same-city"]
+        assert len(esc) == 1 and esc[0].escalated_to == "team_lead" and esc[0].level == "normal"
+    reminders = [m for m in stack.sink.messages("/supervisor") if "REP-2" in m.body.get("title", "")]
+    assert reminders, "REM-1 reminder to the supervisor before the REP-2 breach"
+    assert any("REP-2" in m.body.get("title", "") for m in stack.sink.messages("/handler"))
+
+    # the run goes on after the breach: the engineer arrives, diagnoses, the customer signs
+    submit(ticket_id, "arrival", {"engineer_id": "E-01"})
+    submit(ticket_id, "diagnosis", {"cause": "power board", "mode": "on_site", "charge": "free",
+                                    "cost_cny": 0, "customer_agreed": True})
+    submit(ticket_id, "confirmation", {"test_passed": True, "customer_signed": True,
+                                       "signer": "张伟", "device_status": "in service",
+                                       "test_report": "boots; 2 h soak ok"})
+    with session_scope() as s:
+        repair_run = get_sop_run(s, ticket_id=ticket_id, sop="repair")
+        inquiry_run = get_sop_run(s, ticket_id=ticket_id, sop="inquiry")
+    assert repair_run is not None and inquiry_run is not None
+    wait(lambda: flow_run(repair_run.flow_run_id).state.is_completed(), 120, "repair run completed")
+    assert flow_run(inquiry_run.flow_run_id).state.is_completed()
+    rr = flow_run(repair_run.flow_run_id)
+    assert rr.name == f"repair-{ticket_id}"
+    assert {"sop:repair", "priority:urgent", "channel:phone"} <= set(rr.tags)
+
+    # the clocks in the database match the policy
+    profile = load_profile(str(E2E_PROFILE))
+    with session_scope() as s:
+        t = get_ticket(s, ticket_id=ticket_id)
+        assert t.status == TicketStatus.RESOLVED and t.category == "B" and t.priority == "urgent"
+        clocks = {c.rule_id: c for c in clocks_for(s, ticket_id=ticket_id)}
+        assert clocks["REP-1"].state == ClockState.MET
+        assert clocks["REP-2:same-city"].due_at - clocks["REP-2:same-city"].started_at == timedelta(
+            seconds=profile.rule("REP-2:same-city").duration
+        )
+        assert clocks["REP-2:same-city"].remind_at == clocks["REP-2:same-city"].due_at - timedelta(
+            minutes=profile.reminders.response_minutes
+        )
+        assert clocks["PRI-URGENT:resolution"].state == ClockState.MET
+        assert clocks["CB-2:ordinary"].state == ClockState.ARMED  # completion starts CB-2
+        assert clocks["CB-2:vip-second"].state == ClockState.ARMED  # C-1001 is VIP
+        bodies = [n.body for n in notifications_for(s, ticket_id=ticket_id)]
+    # PRIV-1: the phone number never leaves unmasked
+    assert all("13812345678" not in b for b in bodies)
+    assert all("13812345678" not in str(m.body) for m in stack.sink.messages())
