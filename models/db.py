@@ -48,13 +48,17 @@ def normalise_url(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: the configured database), one per URL per process."""
     if url is None:
         from aftersales.settings import get_settings
 
         url = get_settings().resolved_database_url
-    url = normalise_url(url)
+    return _engine(normalise_url(url))
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

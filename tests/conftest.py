@@ -86,9 +86,9 @@ def fresh_postgres_database(admin_url: str) -> str:
 def drop_postgres_database(admin_url: str, url: str) -> None:
     import psycopg
 
-    from models.db import get_engine
+    from models.db import _engine
 
-    get_engine.cache_clear()
+    _engine.cache_clear()
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
