@@ -1,0 +1,162 @@
+"""Intake: a validated payload makes one ticket with its first clocks (INQ-1, INQ-CH-*,
+PRI-*, ESC-*, INQ-SYNC); the same intake twice is one ticket; a bad payload names the
+field and the rule and stores nothing. Producers: HTTP endpoint and CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import func, select
+from typer.testing import CliRunner
+
+from aftersales.api import create_app
+from aftersales.cli import app as cli
+from aftersales.intake import IntakeError, accept_intake, first_response_rules, parse_payload
+from aftersales.runtime import clock_context
+from models.db import session_scope
+from models.entities import SlaClock, Ticket
+from models.repository import clocks_for
+
+NOW = datetime.fromisoformat("2026-11-23T10:00:00+08:00")
+GOOD = {
+    "channel": "online",
+    "intake_id": "chat-1",
+    "customer_name": "李娜",
+    "contact": "13987654321",
+    "description": "How do I pair the remote?",
+}
+
+
+def counts() -> tuple[int, int]:
+    with session_scope() as s:
+        return (
+            s.exec(select(func.count()).select_from(Ticket)).one(),
+            s.exec(select(func.count()).select_from(SlaClock)).one(),
+        )
+
+
+@pytest.mark.parametrize(
+    ("extra", "rules"),
+    [
+        ({"channel": "phone"}, {"INQ-CH-PHONE:response", "PRI-NORMAL:response"}),
+        ({"channel": "online"}, {"INQ-CH-ONLINE:response", "PRI-NORMAL:response"}),
+        ({"channel": "email", "email_grade": "important"},
+         {"INQ-CH-EMAIL:important", "PRI-IMPORTANT:response"}),
+        ({"channel": "email"}, {"INQ-CH-EMAIL:normal", "PRI-NORMAL:response"}),
+        ({"channel": "social", "is_public": True},
+         {"INQ-CH-SOCIAL:response", "INQ-CH-SOCIAL:public-complaint", "ESC-URGENT:within",
+          "PRI-URGENT:response"}),
+        ({"channel": "phone", "safety_risk": True}, {"ESC-URGENT:within", "PRI-URGENT:response"}),
+        ({"channel": "phone", "amount_cny": 1500}, {"ESC-IMPORTANT:within", "PRI-IMPORTANT:response"}),
+        ({"channel": "phone", "amount_cny": 1000}, {"PRI-NORMAL:response"}),
+    ],
+)
+def test_first_clocks_by_channel_and_grade_INQ_1_INQ_CH_PRI_ESC(
+    extra: dict[str, Any], rules: set[str]
+) -> None:
+    got = set(first_response_rules(parse_payload({**GOOD, **extra})))
+    assert rules <= got
+    assert {"INQ-SYNC", "ESC-NORMAL"} <= got
+
+
+def test_same_intake_twice_is_one_ticket_REC_1(sqlite_db: str) -> None:
+    ctx = clock_context()
+    a = accept_intake(parse_payload(GOOD), ctx=ctx, now=NOW)
+    b = accept_intake(parse_payload(GOOD), ctx=ctx, now=NOW)
+    assert a.created and not b.created and a.ticket_id == b.ticket_id
+    assert b.event is None  # the duplicate starts no second run
+    assert counts()[0] == 1
+    with session_scope() as s:
+        clocks = clocks_for(s, ticket_id=a.ticket_id)
+    online = next(c for c in clocks if c.rule_id == "INQ-CH-ONLINE:response")
+    assert (online.due_at - online.started_at).total_seconds() == 30
+
+
+def test_intake_without_source_id_is_deduplicated_by_content_and_time(sqlite_db: str) -> None:
+    payload = {k: v for k, v in GOOD.items() if k != "intake_id"} | {"received_at": NOW.isoformat()}
+    a = accept_intake(parse_payload(payload), ctx=clock_context(), now=NOW)
+    b = accept_intake(parse_payload(payload), ctx=clock_context(), now=NOW)
+    assert a.ticket_id == b.ticket_id and counts()[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "rule"),
+    [
+        ({"channel": "fax"}, "channel", "Input should be 'phone', 'online', 'email' or 'social'"),
+        ({"contact": "123"}, "contact", "at least 5 characters"),
+        ({"customer_name": ""}, "customer_name", "at least 1 character"),
+        ({"received_at": "2026-11-23T10:00:00"}, "received_at", "must carry a UTC offset"),
+        ({"email_grade": "urgent"}, "(payload)", "email_grade is only for the email channel"),
+        ({"amount_cny": -1}, "amount_cny", "greater than or equal to 0"),
+        ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_payload_names_field_and_rule_and_stores_nothing(
+    sqlite_db: str, patch: dict[str, Any], field: str, rule: str
+) -> None:
+    with pytest.raises(IntakeError) as err:
+        parse_payload({**GOOD, **patch})
+    assert any(f == field and rule in r for f, r in err.value.errors), err.value.errors
+    api = TestClient(create_app(emit=None))
+    resp = api.post("/intake", json={**GOOD, **patch})
+    assert resp.status_code == 422
+    assert any(e["field"] == field and rule in e["rule"] for e in resp.json()["errors"])
+    assert counts() == (0, 0)
+
+
+def test_missing_required_field_is_named(sqlite_db: str) -> None:
+    payload = {k: v for k, v in GOOD.items() if k != "description"}
+    resp = TestClient(create_app(emit=None)).post("/intake", json=payload)
+    assert resp.status_code == 422
+    assert resp.json()["errors"] == [{"field": "description", "rule": "Field required"}]
+
+
+def test_http_intake_emits_one_start_event_for_a_new_ticket_only(sqlite_db: str) -> None:
+    sent: list[tuple[str, str]] = []
+    api = TestClient(create_app(emit=lambda ev, tid, payload: sent.append((ev, tid))))
+    first = api.post("/intake", json={**GOOD, "intake_id": "chat-2"})
+    second = api.post("/intake", json={**GOOD, "intake_id": "chat-2"})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert sent == [("aftersales.inquiry.received", first.json()["ticket_id"])]
+
+
+def test_ticket_endpoint_masks_personal_data_PRIV_1(sqlite_db: str) -> None:
+    api = TestClient(create_app(emit=None))
+    tid = api.post("/intake", json=GOOD).json()["ticket_id"]
+    body = api.get(f"/tickets/{tid}").json()
+    assert "13987654321" not in json.dumps(body, ensure_ascii=False)
+    assert body["ticket"]["contact"] == "139****4321"
+    assert {c["rule_id"] for c in body["clocks"]} >= {"INQ-CH-ONLINE:response", "INQ-SYNC"}
+    assert api.get("/tickets/TK-NOPE").status_code == 404
+
+
+def test_repair_intake_arms_review_clock_and_notifies_dispatch_REP_1(sqlite_db: str) -> None:
+    r = accept_intake(parse_payload({**GOOD, "intake_id": "chat-3", "sop": "repair"}),
+                      ctx=clock_context(), now=NOW)
+    assert r.event == "aftersales.repair.requested"
+    with session_scope() as s:
+        rules = {c.rule_id: c for c in clocks_for(s, ticket_id=r.ticket_id)}
+        from models.repository import notifications_for
+
+        notes = [(n.role, n.template) for n in notifications_for(s, ticket_id=r.ticket_id)]
+    assert (rules["REP-1"].due_at - rules["REP-1"].started_at).total_seconds() == 30 * 60
+    assert ("dispatch", "repair_request") in notes
+
+
+def test_cli_intake_bad_payload_exits_non_zero_naming_the_field(sqlite_db: str) -> None:
+    res = CliRunner().invoke(cli, ["intake", "--channel", "fax", "--name", "A", "--contact",
+                                   "13812345678", "--description", "x", "--no-event"])
+    assert res.exit_code == 2
+    assert "channel" in res.output and counts() == (0, 0)
+
+
+def test_cli_intake_twice_prints_the_same_ticket(sqlite_db: str) -> None:
+    args = ["intake", "--channel", "phone", "--name", "A", "--contact", "13812345678",
+            "--description", "no power", "--intake-id", "call-9", "--no-event"]
+    a = json.loads(CliRunner().invoke(cli, args).output)
+    b = json.loads(CliRunner().invoke(cli, args).output)
+    assert a["created"] and not b["created"] and a["ticket_id"] == b["ticket_id"]
