@@ -140,3 +140,44 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     # PRIV-1: the phone number never leaves unmasked
     assert all("13812345678" not in b for b in bodies)
     assert all("13812345678" not in str(m.body) for m in stack.sink.messages())
+
+
+def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_3_INQ_CH_EMAIL(
+    stack: Stack,
+) -> None:
+    """Class A by email: the knowledge base cannot answer (INQ-3 -> tech support), solved,
+    follow-up mails every period, and with no reply the clock closes the ticket by resuming
+    the waiting run (INQ-CH-EMAIL, shortened in the e2e profile)."""
+    from aftersales.api import create_app
+
+    api = TestClient(create_app())
+    resp = api.post("/intake", json={
+        "channel": "email", "email_grade": "important",
+        "intake_id": f"<mail-{stack.backend}-{time.time_ns()}@example.com>",
+        "customer_name": "李娜", "contact": "lina@example.com",
+        "description": "Which firmware supports the new remote?",
+    })
+    assert resp.status_code == 201, resp.text
+    ticket_id = resp.json()["ticket_id"]
+    submit(ticket_id, "first-response",
+           {"agent": "小周", "category": "A", "priority": "auto", "complex_issue": False})
+    submit(ticket_id, "answer", {"answered_from_knowledge_base": False, "answer": "not in KB"})
+    wait(lambda: any(ticket_id in str(m.body) for m in stack.sink.messages("/tech_support")), 60,
+         "the INQ-3 escalation at tech support")
+    submit(ticket_id, "solved", {"resolution": "firmware 2.1 or later", "root_cause": "docs gap"})
+    with session_scope() as s:
+        run = get_sop_run(s, ticket_id=ticket_id, sop="inquiry")
+    assert run is not None
+    wait(lambda: flow_run(run.flow_run_id).state.is_completed(), 120, "inquiry closed by the clock")
+    with session_scope() as s:
+        t = get_ticket(s, ticket_id=ticket_id)
+        clocks = {c.rule_id: c for c in clocks_for(s, ticket_id=ticket_id)}
+        escalations = [(e.rule_id, e.escalated_to) for e in escalations_for(s, ticket_id=ticket_id)]
+    assert t.status == TicketStatus.CLOSED and "without reply" in (t.result or "")
+    assert clocks["INQ-CH-EMAIL:close"].state == ClockState.BREACHED
+    assert clocks["INQ-CH-EMAIL:followup"].fire_count >= 2  # every period until closed
+    assert clocks["INQ-CH-EMAIL:important"].state == ClockState.MET
+    assert ("INQ-3", "tech_support") in escalations
+    followups = [m for m in stack.sink.messages("/customer") if ticket_id in str(m.body)]
+    assert len(followups) >= 3  # feedback request + follow-ups
+    assert all("lina@example.com" not in str(m.body) for m in stack.sink.messages())
