@@ -335,5 +335,10 @@ def up(
     run_up(demo=demo, port=port)
 
 
+from aftersales.cli_reports import register  # noqa: E402  (issue 3 commands)
+
+register(app)
+
+
 if __name__ == "__main__":
     app()

@@ -8,12 +8,13 @@ import asyncio
 import logging
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from aftersales.calendar import WorkCalendar
 from aftersales.clock import Clock, get_clock
+from aftersales.intake import INQUIRY_EVENT, REPAIR_EVENT
 from aftersales.policy import get_profile
 from aftersales.settings import get_settings
 from aftersales.sla import ClockContext, deliver_outbox, fire_due, next_wakeup
@@ -105,6 +106,7 @@ class ClockService:
         notifier: Any | None = None,
         ctx: ClockContext | None = None,
         on_resume: Any = resume_prefect_run,
+        emit: Any = emit_prefect_event,
     ) -> None:
         from aftersales.notify import Notifier
 
@@ -118,6 +120,9 @@ class ClockService:
         self.max_attempts = s.notify_max_attempts
         self.backoff = s.notify_backoff_seconds
         self._stop = threading.Event()
+        self.emit = emit
+        self._reemitted: dict[str, datetime] = {}
+        self._last_orphan_scan = 0.0
 
     def tick(self) -> int:
         now = self.clock.now()
@@ -140,6 +145,39 @@ class ClockService:
             )
         return fired
 
+    def restart_lost_starts(self, grace_seconds: float = 60, every_seconds: float = 60) -> list[str]:
+        """Re-emit the start event of open tickets whose SOP run never started (the event
+        was lost while the Prefect server or the triggers were down). A duplicate run is
+        harmless: the first run claims the ticket, the second stops."""
+        from models.entities import Sop
+        from models.repository import unstarted_tickets
+
+        if self.emit is None:
+            return []
+        now = self.clock.now()
+        with session_scope() as s:
+            lost = unstarted_tickets(
+                s,
+                older_than=now - timedelta(seconds=grace_seconds),
+                newer_than=now - timedelta(days=7),
+            )
+            todo = [(t.id, t.sop, t.channel) for t in lost]
+        sent = []
+        for tid, sop, channel in todo:
+            last = self._reemitted.get(tid)
+            if last is not None and (now - last).total_seconds() < every_seconds:
+                continue
+            event = REPAIR_EVENT if sop == Sop.REPAIR else INQUIRY_EVENT
+            try:
+                self.emit(event, tid, {"ticket_id": tid, "sop": str(sop), "channel": str(channel)})
+            except Exception as exc:  # noqa: BLE001 - the server is still down; try next time
+                log.warning("could not re-emit %s for %s: %s", event, tid, exc)
+                break
+            self._reemitted[tid] = now
+            sent.append(tid)
+            log.warning("ticket %s had no %s run; start event re-emitted", tid, sop)
+        return sent
+
     def seconds_until_next(self) -> float:
         with session_scope() as s:
             nxt: datetime | None = next_wakeup(s)
@@ -152,6 +190,9 @@ class ClockService:
         while not self._stop.is_set():
             try:
                 self.tick()
+                if time.monotonic() - self._last_orphan_scan > 30:
+                    self._last_orphan_scan = time.monotonic()
+                    self.restart_lost_starts()
                 wait = self.seconds_until_next()
             except Exception:  # keep the clock alive through a transient DB error
                 log.exception("SLA clock tick failed; retrying")

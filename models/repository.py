@@ -144,3 +144,29 @@ def notifications_for(session: Session, *, ticket_id: str) -> list[Notification]
             .order_by(Notification.id)
         ).all()
     )
+
+
+def unstarted_tickets(
+    session: Session, *, older_than: datetime, newer_than: datetime, limit: int = 200
+) -> list[Ticket]:
+    """Open tickets whose current SOP has no flow run yet (its start event was lost,
+    e.g. the Prefect server was down at intake)."""
+    from sqlalchemy import and_, exists
+
+    from models.entities import TicketStatus
+
+    has_run = exists().where(and_(SopRun.ticket_id == Ticket.id, SopRun.sop == Ticket.sop))
+    return list(
+        session.exec(
+            select(Ticket)
+            .where(
+                Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]),
+                Ticket.sop.in_([Sop.INQUIRY, Sop.REPAIR]),
+                Ticket.created_at <= older_than,
+                Ticket.created_at >= newer_than,
+                ~has_run,
+            )
+            .order_by(Ticket.created_at)
+            .limit(limit)
+        ).all()
+    )

@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import models.entities  # noqa: F401  (registers the tables)
+import models.history  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

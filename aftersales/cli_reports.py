@@ -1,0 +1,160 @@
+"""CLI commands of issue 3: ``import``, ``report quality``, ``report speed``, ``replay``.
+
+Registered on the main ``aftersales`` app by :func:`register` (see aftersales/cli.py).
+Exit codes: 0 success; 1 ``import`` rejected some rows (the good ones were
+imported) or ``--input`` had bad rows (skipped); 2 a usage or file error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+report_app = typer.Typer(no_args_is_help=True, help="Quality (QA-1..4) and speed (SPD-1/2) reports.")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _print_row_errors(errors: list[Any], limit: int = 200) -> None:
+    for e in errors[:limit]:
+        typer.secho(str(e), err=True, fg=typer.colors.YELLOW)
+    if len(errors) > limit:
+        typer.secho(f"... and {len(errors) - limit} more", err=True, fg=typer.colors.YELLOW)
+
+
+def _profile(name: str | None) -> Any:
+    from aftersales.policy import PolicyError, load_profile
+    from aftersales.settings import get_settings
+
+    s = get_settings()
+    try:
+        if name:
+            return load_profile(name)
+        return load_profile(str(s.policy_file) if s.policy_file else s.policy_profile)
+    except PolicyError as exc:
+        _fail(str(exc))
+        raise
+
+
+def _read_input(path: Path, mapping: Path | None, scale: int | None) -> tuple[Any, list[Any]]:
+    from aftersales.history import HistoryFileError, Mapping, load_input
+
+    try:
+        return load_input(path, mapping=Mapping.load(mapping), scale=scale)
+    except HistoryFileError as exc:
+        _fail(str(exc))
+        raise
+
+
+# ------------------------------------------------------------------ import
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV or XLSX export with the canonical columns")],
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="YAML: canonical column -> source column")
+    ] = None,
+    scale: Annotated[
+        int | None, typer.Option("--scale", help="satisfaction scale of the file: 10 or 5 (x2)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Import ticket history (CSV/XLSX). Bad rows are listed with their line; the good
+    rows are stored in one transaction; the same file twice adds nothing.
+    Exit 0 all rows good, 1 some rows rejected, 2 the file could not be used."""
+    from aftersales.history import HistoryFileError, Mapping, import_file
+    from models.db import init_db
+
+    if scale not in (None, 5, 10):
+        _fail("--scale must be 5 or 10")
+    init_db()
+    try:
+        res = import_file(file, mapping=Mapping.load(mapping), scale=scale)
+    except HistoryFileError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), ensure_ascii=False))
+    else:
+        _print_row_errors(res.errors)
+        if res.already_imported:
+            typer.echo(f"{file.name}: already imported (sha256 {res.sha256[:12]}); nothing added")
+        else:
+            typer.echo(
+                f"{file.name}: {res.rows_read} rows read, {res.imported} imported, "
+                f"{res.skipped_existing} already stored, {res.rejected} rejected"
+            )
+    if res.rejected:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the issue-3 commands to the main CLI app."""
+    app.command("import")(import_cmd)
+    app.add_typer(report_app, name="report")
+
+
+# ------------------------------------------------------------------ report quality
+@report_app.command("quality")
+def report_quality(
+    month: Annotated[
+        str | None, typer.Option(help="YYYY-MM (Asia/Shanghai); default: the previous month")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="compute over this CSV/XLSX without storing it")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="column mapping YAML")] = None,
+    scale: Annotated[int | None, typer.Option("--scale", help="satisfaction scale 10 or 5")] = None,
+    profile: Annotated[str | None, typer.Option(help="policy profile name or YAML file")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="reports folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Monthly quality evaluation (QA-1..4): metrics, misses, commendations, CSV + HTML + charts."""
+    from aftersales.clock import get_clock
+    from aftersales.quality import fmt_num, fmt_pct, parse_month, previous_month, quality_report
+    from aftersales.settings import get_settings
+
+    settings = get_settings()
+    month = month or previous_month(get_clock().now(), settings.timezone)
+    try:
+        parse_month(month)
+    except ValueError as exc:
+        _fail(f"--month: {exc}")
+    prof = _profile(profile)
+    frame, errors = (None, [])
+    if input_file is not None:
+        frame, errors = _read_input(input_file, mapping, scale)
+        _print_row_errors(errors)
+    else:
+        from models.db import init_db
+
+        init_db()
+    data = quality_report(month, profile=prof, frame=frame, out_dir=out or settings.reports_dir)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False))
+    else:
+        typer.echo(f"Service quality {month} ({data['tickets']} tickets, profile {prof.name})")
+        t = data["targets"]
+        typer.echo(f"  response compliance   {fmt_pct(data['response_compliance']):>7}  "
+                   f"(target ≥ {fmt_pct(t['response_compliance'])})")
+        typer.echo(f"  fault resolution rate {fmt_pct(data['fault_resolution_rate']):>7}")
+        typer.echo(f"  complaint on-time     {fmt_pct(data['complaint_on_time_rate']):>7}")
+        typer.echo(f"  satisfaction          {fmt_num(data['satisfaction_avg']):>7}  "
+                   f"(target ≥ {t['satisfaction_avg']:g})")
+        for m in data["misses"]:
+            top = ", ".join(
+                f"{dim} {lst[0]['name']} ({lst[0]['failing']})"
+                for dim, lst in m["contributors"].items() if lst
+            )
+            typer.echo(f"  MISS {m['metric']}: largest contributors {top}")
+        for c in data["commendations"]["teams"]:
+            typer.echo(f"  commend team {c['team']} ({fmt_num(c['satisfaction_avg'])})")
+        for c in data["commendations"]["handlers"]:
+            typer.echo(f"  commend handler {c['handler']} ({fmt_num(c['satisfaction_avg'])})")
+        typer.echo(f"  report: {data['files']['html']}")
+    if errors:
+        raise typer.Exit(1)
