@@ -69,8 +69,9 @@ def create_app(emit: Any = emit_prefect_event) -> FastAPI:
         except NotFoundError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         except StepError as exc:
-            raise HTTPException(status_code=409 if "not waiting" in str(exc) else 422,
-                                detail=str(exc)) from None
+            raise HTTPException(
+                status_code=409 if "not waiting" in str(exc) else 422, detail=str(exc)
+            ) from None
         return {"ticket_id": ticket_id, "step": step, "flow_run_id": run_id, "status": "resumed"}
 
     return app

@@ -41,14 +41,21 @@ def quality_trend(trend: pd.DataFrame, targets: dict[str, float], path: Path) ->
         ("complaint_on_time_rate", "complaint on-time rate"),
     ):
         ax.plot(x, [v * 100 for v in _none_to_nan(trend[col])], marker="o", label=label)
-    ax.axhline(targets["response_compliance"] * 100, ls="--", c="grey", lw=1,
-               label="response target")
+    ax.axhline(
+        targets["response_compliance"] * 100, ls="--", c="grey", lw=1, label="response target"
+    )
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
     ax.set_xticks(list(x), months)
+    ax.set_xlim(-0.5, len(months) - 0.5)
     ax2 = ax.twinx()
-    ax2.plot(x, _none_to_nan(trend["satisfaction_avg"]), marker="s", c="tab:purple",
-             label="satisfaction (0-10)")
+    ax2.plot(
+        x,
+        _none_to_nan(trend["satisfaction_avg"]),
+        marker="s",
+        c="tab:purple",
+        label="satisfaction (0-10)",
+    )
     ax2.axhline(targets["satisfaction_avg"], ls=":", c="tab:purple", lw=1)
     ax2.set_ylim(0, 10.5)
     ax2.set_ylabel("satisfaction")
@@ -92,16 +99,30 @@ def weekly_speed(weekly: pd.DataFrame, target_hours: float, limit_share: float, 
     fig = Figure(figsize=(9, 4))
     ax = fig.add_subplot(1, 1, 1)
     x = range(len(weekly))
-    ax.plot(x, _none_to_nan(weekly["avg_first_response_hours"]), marker="o",
-            label="avg first response (h)")
-    ax.plot(x, _none_to_nan(weekly["avg_resolution_hours"]), marker=".", alpha=0.6,
-            label="avg resolution (h)")
+    ax.plot(
+        x,
+        _none_to_nan(weekly["avg_first_response_hours"]),
+        marker="o",
+        label="avg first response (h)",
+    )
+    ax.plot(
+        x,
+        _none_to_nan(weekly["avg_resolution_hours"]),
+        marker=".",
+        alpha=0.6,
+        label="avg resolution (h)",
+    )
     ax.axhline(target_hours, ls="--", c="grey", lw=1, label=f"target {target_hours:g} h")
     ax.set_ylabel("hours")
     ax.set_xticks(list(x), list(weekly["week"]), rotation=60, fontsize=7)
     ax2 = ax.twinx()
-    ax2.bar(x, [v * 100 for v in _none_to_nan(weekly["over_limit_share"])], alpha=0.25,
-            color="tab:red", label="over limit (%)")
+    ax2.bar(
+        x,
+        [v * 100 for v in _none_to_nan(weekly["over_limit_share"])],
+        alpha=0.25,
+        color="tab:red",
+        label="over limit (%)",
+    )
     ax2.axhline(limit_share * 100, ls=":", c="tab:red", lw=1)
     ax2.set_ylabel("over limit %")
     h1, l1 = ax.get_legend_handles_labels()

@@ -193,7 +193,9 @@ def ticket(ticket_id: str) -> None:
 
     try:
         with session_scope() as s:
-            t = TicketPublic.model_validate(get_ticket(s, ticket_id=ticket_id), from_attributes=True)
+            t = TicketPublic.model_validate(
+                get_ticket(s, ticket_id=ticket_id), from_attributes=True
+            )
             clocks = [
                 SlaClockPublic.model_validate(c, from_attributes=True)
                 for c in clocks_for(s, ticket_id=ticket_id)
@@ -226,8 +228,9 @@ def clock_pause(ticket_id: str, rule: Annotated[list[str] | None, typer.Option()
     from models.db import session_scope
 
     with session_scope() as s:
-        done = sla.pause(s, ctx=clock_context(), ticket_id=ticket_id, at=get_clock().now(),
-                         rule_ids=rule or None)
+        done = sla.pause(
+            s, ctx=clock_context(), ticket_id=ticket_id, at=get_clock().now(), rule_ids=rule or None
+        )
         typer.echo(json.dumps([c.rule_id for c in done]))
 
 
@@ -240,8 +243,9 @@ def clock_resume(ticket_id: str, rule: Annotated[list[str] | None, typer.Option(
     from models.db import session_scope
 
     with session_scope() as s:
-        done = sla.resume(s, ctx=clock_context(), ticket_id=ticket_id, at=get_clock().now(),
-                          rule_ids=rule or None)
+        done = sla.resume(
+            s, ctx=clock_context(), ticket_id=ticket_id, at=get_clock().now(), rule_ids=rule or None
+        )
         typer.echo(json.dumps([c.rule_id for c in done]))
 
 

@@ -13,7 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-report_app = typer.Typer(no_args_is_help=True, help="Quality (QA-1..4) and speed (SPD-1/2) reports.")
+report_app = typer.Typer(
+    no_args_is_help=True, help="Quality (QA-1..4) and speed (SPD-1/2) reports."
+)
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -139,16 +141,21 @@ def report_quality(
     else:
         typer.echo(f"Service quality {month} ({data['tickets']} tickets, profile {prof.name})")
         t = data["targets"]
-        typer.echo(f"  response compliance   {fmt_pct(data['response_compliance']):>7}  "
-                   f"(target ≥ {fmt_pct(t['response_compliance'])})")
+        typer.echo(
+            f"  response compliance   {fmt_pct(data['response_compliance']):>7}  "
+            f"(target ≥ {fmt_pct(t['response_compliance'])})"
+        )
         typer.echo(f"  fault resolution rate {fmt_pct(data['fault_resolution_rate']):>7}")
         typer.echo(f"  complaint on-time     {fmt_pct(data['complaint_on_time_rate']):>7}")
-        typer.echo(f"  satisfaction          {fmt_num(data['satisfaction_avg']):>7}  "
-                   f"(target ≥ {t['satisfaction_avg']:g})")
+        typer.echo(
+            f"  satisfaction          {fmt_num(data['satisfaction_avg']):>7}  "
+            f"(target ≥ {t['satisfaction_avg']:g})"
+        )
         for m in data["misses"]:
             top = ", ".join(
                 f"{dim} {lst[0]['name']} ({lst[0]['failing']})"
-                for dim, lst in m["contributors"].items() if lst
+                for dim, lst in m["contributors"].items()
+                if lst
             )
             typer.echo(f"  MISS {m['metric']}: largest contributors {top}")
         for c in data["commendations"]["teams"]:

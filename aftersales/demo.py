@@ -20,16 +20,39 @@ from models.repository import upsert_customer, upsert_engineer
 log = logging.getLogger("aftersales.demo")
 
 CUSTOMERS = [
-    CustomerCreate(id="C-1001", name="张伟", phone="13812345678", city="上海", lat=31.2304,
-                   lon=121.4737, address="上海市浦东新区世纪大道100号", vip=True),
-    CustomerCreate(id="C-1002", name="李娜", phone="13987654321", city="杭州", lat=30.2741,
-                   lon=120.1551, address="杭州市西湖区文三路1号"),
+    CustomerCreate(
+        id="C-1001",
+        name="张伟",
+        phone="13812345678",
+        city="上海",
+        lat=31.2304,
+        lon=121.4737,
+        address="上海市浦东新区世纪大道100号",
+        vip=True,
+    ),
+    CustomerCreate(
+        id="C-1002",
+        name="李娜",
+        phone="13987654321",
+        city="杭州",
+        lat=30.2741,
+        lon=120.1551,
+        address="杭州市西湖区文三路1号",
+    ),
 ]
 ENGINEERS = [
-    EngineerCreate(id="E-01", name="王工", skill=Skill.HARDWARE, city="上海", lat=31.2397, lon=121.4998),
-    EngineerCreate(id="E-02", name="赵工", skill=Skill.HARDWARE, city="苏州", lat=31.2990, lon=120.5853),
-    EngineerCreate(id="E-03", name="陈工", skill=Skill.SOFTWARE, city="上海", lat=31.1880, lon=121.4365),
-    EngineerCreate(id="E-04", name="刘工", skill=Skill.HARDWARE, city="杭州", lat=30.2460, lon=120.2100),
+    EngineerCreate(
+        id="E-01", name="王工", skill=Skill.HARDWARE, city="上海", lat=31.2397, lon=121.4998
+    ),
+    EngineerCreate(
+        id="E-02", name="赵工", skill=Skill.HARDWARE, city="苏州", lat=31.2990, lon=120.5853
+    ),
+    EngineerCreate(
+        id="E-03", name="陈工", skill=Skill.SOFTWARE, city="上海", lat=31.1880, lon=121.4365
+    ),
+    EngineerCreate(
+        id="E-04", name="刘工", skill=Skill.HARDWARE, city="杭州", lat=30.2460, lon=120.2100
+    ),
 ]
 
 
@@ -75,36 +98,83 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
     ctx = clock_context()
     stamp = int(time.time())
     a = accept_intake(
-        parse_payload({
-            "channel": "phone", "intake_id": f"demo-call-{stamp}", "customer_id": "C-1002",
-            "customer_name": "李娜", "contact": "13987654321", "product_model": "X200",
-            "description": "How do I reset the X200 to factory settings?",
-        }),
-        ctx=ctx, now=get_clock().now(), emit=emit_prefect_event,
+        parse_payload(
+            {
+                "channel": "phone",
+                "intake_id": f"demo-call-{stamp}",
+                "customer_id": "C-1002",
+                "customer_name": "李娜",
+                "contact": "13987654321",
+                "product_model": "X200",
+                "description": "How do I reset the X200 to factory settings?",
+            }
+        ),
+        ctx=ctx,
+        now=get_clock().now(),
+        emit=emit_prefect_event,
     )
     b = accept_intake(
-        parse_payload({
-            "channel": "online", "intake_id": f"demo-chat-{stamp}", "customer_id": "C-1001",
-            "customer_name": "张伟", "contact": "13812345678", "product_model": "X200",
-            "purchase_date": "2026-03-01", "description": "The X200 does not power on any more",
-        }),
-        ctx=ctx, now=get_clock().now(), emit=emit_prefect_event,
+        parse_payload(
+            {
+                "channel": "online",
+                "intake_id": f"demo-chat-{stamp}",
+                "customer_id": "C-1001",
+                "customer_name": "张伟",
+                "contact": "13812345678",
+                "product_model": "X200",
+                "purchase_date": "2026-03-01",
+                "description": "The X200 does not power on any more",
+            }
+        ),
+        ctx=ctx,
+        now=get_clock().now(),
+        emit=emit_prefect_event,
     )
     say(f"[demo] opened {a.ticket_id} (phone, class A) and {b.ticket_id} (online, class B)")
-    _do(a.ticket_id, "first-response",
-        {"agent": "小周", "category": "A", "priority": "auto", "complex_issue": False}, say)
-    _do(b.ticket_id, "first-response",
-        {"agent": "小吴", "category": "B", "priority": "auto", "complex_issue": False}, say)
+    _do(
+        a.ticket_id,
+        "first-response",
+        {"agent": "小周", "category": "A", "priority": "auto", "complex_issue": False},
+        say,
+    )
+    _do(
+        b.ticket_id,
+        "first-response",
+        {"agent": "小吴", "category": "B", "priority": "auto", "complex_issue": False},
+        say,
+    )
     _do(a.ticket_id, "answer", {"answered_from_knowledge_base": True, "answer": "KB-17"}, say)
     _do(a.ticket_id, "solved", {"resolution": "reset explained", "root_cause": "usage"}, say)
     _do(a.ticket_id, "feedback", {"outcome": "rated", "satisfaction": 9}, say)
     _do(b.ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "hardware"}, say)
-    say(f"[demo] the engineer of {b.ticket_id} is late on purpose: watch REM-1 and the REP-2 "
-        "breach escalate to the team lead")
+    say(
+        f"[demo] the engineer of {b.ticket_id} is late on purpose: watch REM-1 and the REP-2 "
+        "breach escalate to the team lead"
+    )
     time.sleep(hold_arrival_seconds)
     _do(b.ticket_id, "arrival", {"engineer_id": "E-01"}, say)
-    _do(b.ticket_id, "diagnosis", {"cause": "power board", "mode": "on_site", "charge": "free",
-                                   "cost_cny": 0, "customer_agreed": True}, say)
-    _do(b.ticket_id, "confirmation", {"test_passed": True, "customer_signed": True, "signer": "张伟",
-                                      "device_status": "in service", "test_report": "boots, 2 h soak ok"}, say)
+    _do(
+        b.ticket_id,
+        "diagnosis",
+        {
+            "cause": "power board",
+            "mode": "on_site",
+            "charge": "free",
+            "cost_cny": 0,
+            "customer_agreed": True,
+        },
+        say,
+    )
+    _do(
+        b.ticket_id,
+        "confirmation",
+        {
+            "test_passed": True,
+            "customer_signed": True,
+            "signer": "张伟",
+            "device_status": "in service",
+            "test_report": "boots, 2 h soak ok",
+        },
+        say,
+    )
     say("[demo] done: both tickets completed; see the clocks artifacts in the Prefect UI")

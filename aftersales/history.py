@@ -408,7 +408,13 @@ def import_file(
         seen = s.exec(select(ImportBatch).where(ImportBatch.sha256 == parsed.sha256)).first()
         if seen is not None:
             return ImportResult(
-                str(path), parsed.sha256, parsed.rows_read, 0, 0, len(parsed.bad_lines), True,
+                str(path),
+                parsed.sha256,
+                parsed.rows_read,
+                0,
+                0,
+                len(parsed.bad_lines),
+                True,
                 parsed.errors,
             )
         df = parsed.frame
@@ -432,8 +438,14 @@ def import_file(
         if len(new):
             s.execute(insert(HistoryTicket), _records(new, batch.id))
     return ImportResult(
-        str(path), parsed.sha256, parsed.rows_read, len(new), len(df) - len(new),
-        len(parsed.bad_lines), False, parsed.errors,
+        str(path),
+        parsed.sha256,
+        parsed.rows_read,
+        len(new),
+        len(df) - len(new),
+        len(parsed.bad_lines),
+        False,
+        parsed.errors,
     )
 
 

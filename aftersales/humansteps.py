@@ -44,7 +44,8 @@ def resume_step(ticket_id: str, step: str, data: dict[str, Any]) -> str:
     except ValidationError as exc:
         raise StepError(
             "; ".join(
-                f"{'.'.join(str(x) for x in e['loc']) or '(form)'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(x) for x in e['loc']) or '(form)'}: {e['msg']}"
+                for e in exc.errors()
             )
         ) from None
     base_step = "confirmation" if step.startswith("confirmation") else step

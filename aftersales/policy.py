@@ -196,7 +196,9 @@ def _packaged(name: str) -> Path | None:
 
 def available_profiles() -> list[str]:
     folder = resources.files("aftersales") / "policies"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -51,7 +51,12 @@ from aftersales.policy import Profile
 
 NATURAL_SECONDS = {Unit.SECONDS: 1, Unit.MINUTES: 60, Unit.HOURS: 3600, Unit.DAYS: 86400}
 NONE_GROUP = "(none)"
-METRICS = ("response_compliance", "fault_resolution_rate", "complaint_on_time_rate", "satisfaction_avg")
+METRICS = (
+    "response_compliance",
+    "fault_resolution_rate",
+    "complaint_on_time_rate",
+    "satisfaction_avg",
+)
 
 
 # ------------------------------------------------------------------ months
@@ -164,9 +169,7 @@ def _ns(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return vals, s.notna().to_numpy()
 
 
-def rule_due(
-    profile: Profile, rule_id: str, starts: pd.Series, vcal: VectorCalendar
-) -> pd.Series:
+def rule_due(profile: Profile, rule_id: str, starts: pd.Series, vcal: VectorCalendar) -> pd.Series:
     """Due time of ``rule_id`` for each start (NaT stays NaT), as the clock would compute it."""
     rule = profile.rule(rule_id)
     if rule.duration is None or rule.unit is None:
@@ -191,14 +194,19 @@ def quality_flags(df: pd.DataFrame, profile: Profile, vcal: VectorCalendar) -> p
     inq = (sop == "inquiry").to_numpy()
     rep = (sop == "repair").to_numpy()
     cmp_ = (sop == "complaint").to_numpy()
-    inq_ok = inq & ((first - created) <= pd.Timedelta(seconds=t.inquiry_response_seconds)).to_numpy()
-    rep_ok = rep & (
-        (df["resolved_at"] - created) <= pd.Timedelta(days=t.fault_resolution_days)
-    ).to_numpy()
+    inq_ok = (
+        inq & ((first - created) <= pd.Timedelta(seconds=t.inquiry_response_seconds)).to_numpy()
+    )
+    rep_ok = (
+        rep
+        & ((df["resolved_at"] - created) <= pd.Timedelta(days=t.fault_resolution_days)).to_numpy()
+    )
     cmp_ok = np.zeros(len(df), dtype=bool)
     if cmp_.any():
         c = df[cmp_]
-        resp_due = rule_due(profile, "CMP-2", rule_due(profile, "CMP-1", c["created_at"], vcal), vcal)
+        resp_due = rule_due(
+            profile, "CMP-2", rule_due(profile, "CMP-1", c["created_at"], vcal), vcal
+        )
         res_due = rule_due(profile, "CMP-3", c["first_response_at"], vcal)
         ok = (c["first_response_at"] <= resp_due) & (c["resolved_at"] <= res_due)
         cmp_ok[cmp_] = ok.fillna(False).to_numpy(dtype=bool)
@@ -250,7 +258,9 @@ def grouped_metrics(flags: pd.DataFrame, by: pd.Series, name: str) -> list[dict[
         table = pd.DataFrame(
             {
                 name: sums.index.astype(str),
-                "tickets": flags.groupby(_group_key(by), observed=True, sort=True).size().to_numpy(),
+                "tickets": flags.groupby(_group_key(by), observed=True, sort=True)
+                .size()
+                .to_numpy(),
                 "inquiries": inq,
                 "response_compliance": np.where(inq > 0, sums["inq_ok"] / inq, np.nan),
                 "repairs": rep,
@@ -372,7 +382,8 @@ def compute_quality(
         "teams": [
             {"team": r["team"], "satisfaction_avg": r["satisfaction_avg"], "ratings": r["ratings"]}
             for r in data["per_team"]
-            if r["team"] != NONE_GROUP and r["satisfaction_avg"] is not None
+            if r["team"] != NONE_GROUP
+            and r["satisfaction_avg"] is not None
             and r["satisfaction_avg"] >= bar
         ],
         "handlers": [
@@ -382,7 +393,8 @@ def compute_quality(
                 "ratings": r["ratings"],
             }
             for r in data["per_handler"]
-            if r["handler"] != NONE_GROUP and r["satisfaction_avg"] is not None
+            if r["handler"] != NONE_GROUP
+            and r["satisfaction_avg"] is not None
             and r["satisfaction_avg"] >= bar
         ],
     }
@@ -446,7 +458,9 @@ def write_quality_report(
     rows = [{"scope": "overall", "name": "all", "tickets": d["tickets"], **d["counts"], **overall}]
     for scope in ("team", "handler"):
         for r in d[f"per_{scope}"]:
-            rows.append({"scope": scope, "name": r[scope], **{k: v for k, v in r.items() if k != scope}})
+            rows.append(
+                {"scope": scope, "name": r[scope], **{k: v for k, v in r.items() if k != scope}}
+            )
     csv_path = folder / f"quality-{month}.csv"
     pd.DataFrame(rows).to_csv(csv_path, index=False)
     trend_csv = folder / f"quality-{month}-trend.csv"
@@ -463,25 +477,47 @@ def write_quality_report(
         f"Response compliance per team, {month} (QA-3)",
     )
     failing = result.month_frame[failing_mask(result.flags)]
-    top = _group_key(failing["category"]).value_counts().head(10) if len(failing) else pd.Series(
-        [], dtype="int64"
+    top = (
+        _group_key(failing["category"]).value_counts().head(10)
+        if len(failing)
+        else pd.Series([], dtype="int64")
     )
     png_cats = charts.top_bars(
-        top, folder / f"quality-{month}-categories.png",
-        f"Top categories of failing tickets, {month}", "failing tickets",
+        top,
+        folder / f"quality-{month}-categories.png",
+        f"Top categories of failing tickets, {month}",
+        "failing tickets",
     )
-    pct = {k: fmt_pct for k in ("response_compliance", "fault_resolution_rate",
-                                "complaint_on_time_rate")}
+    pct = {
+        k: fmt_pct
+        for k in ("response_compliance", "fault_resolution_rate", "complaint_on_time_rate")
+    }
     pct["satisfaction_avg"] = fmt_num
     summary = [
-        {"metric": "response compliance (≤ 30 s)", "value": fmt_pct(d["response_compliance"]),
-         "target": f"≥ {fmt_pct(t['response_compliance'])}", "measured": d["counts"]["inquiries"]},
-        {"metric": "fault resolution rate (≤ 30 d)", "value": fmt_pct(d["fault_resolution_rate"]),
-         "target": "-", "measured": d["counts"]["repairs"]},
-        {"metric": "complaint on-time rate (CMP)", "value": fmt_pct(d["complaint_on_time_rate"]),
-         "target": "-", "measured": d["counts"]["complaints"]},
-        {"metric": "satisfaction (0-10)", "value": fmt_num(d["satisfaction_avg"]),
-         "target": f"≥ {t['satisfaction_avg']:g}", "measured": d["counts"]["ratings"]},
+        {
+            "metric": "response compliance (≤ 30 s)",
+            "value": fmt_pct(d["response_compliance"]),
+            "target": f"≥ {fmt_pct(t['response_compliance'])}",
+            "measured": d["counts"]["inquiries"],
+        },
+        {
+            "metric": "fault resolution rate (≤ 30 d)",
+            "value": fmt_pct(d["fault_resolution_rate"]),
+            "target": "-",
+            "measured": d["counts"]["repairs"],
+        },
+        {
+            "metric": "complaint on-time rate (CMP)",
+            "value": fmt_pct(d["complaint_on_time_rate"]),
+            "target": "-",
+            "measured": d["counts"]["complaints"],
+        },
+        {
+            "metric": "satisfaction (0-10)",
+            "value": fmt_num(d["satisfaction_avg"]),
+            "target": f"≥ {t['satisfaction_avg']:g}",
+            "measured": d["counts"]["ratings"],
+        },
     ]
     miss_html = []
     for m in d["misses"]:
@@ -494,17 +530,27 @@ def write_quality_report(
             f"{m['failing_tickets']} failing tickets; largest contributors: {contrib}</li>"
         )
     com = d["commendations"]
-    com_rows = [{"who": f"team {c['team']}", "satisfaction": c["satisfaction_avg"],
-                 "ratings": c["ratings"]} for c in com["teams"]]
-    com_rows += [{"who": f"handler {c['handler']}", "satisfaction": c["satisfaction_avg"],
-                  "ratings": c["ratings"]} for c in com["handlers"]]
+    com_rows = [
+        {"who": f"team {c['team']}", "satisfaction": c["satisfaction_avg"], "ratings": c["ratings"]}
+        for c in com["teams"]
+    ]
+    com_rows += [
+        {
+            "who": f"handler {c['handler']}",
+            "satisfaction": c["satisfaction_avg"],
+            "ratings": c["ratings"],
+        }
+        for c in com["handlers"]
+    ]
     html_text = charts.page(
         f"Service quality report {month} ({d['timezone']}, profile {d['profile']})",
         [
             ("Summary (QA-2, QA-3)", charts.table_html(summary)),
             ("Misses (QA-3)", "<ul>" + ("".join(miss_html) or "<li>none</li>") + "</ul>"),
-            ("Commendations (QA-4, ≥ %g)" % t["commendation_satisfaction"],
-             charts.table_html(com_rows, {"satisfaction": fmt_num})),
+            (
+                f"Commendations (QA-4, ≥ {t['commendation_satisfaction']:g})",
+                charts.table_html(com_rows, {"satisfaction": fmt_num}),
+            ),
             ("Trend", charts.img_tag(png_trend, "trend")),
             ("Compliance against target", charts.img_tag(png_teams, "teams")),
             ("Top categories", charts.img_tag(png_cats, "categories")),

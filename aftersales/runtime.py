@@ -145,7 +145,9 @@ class ClockService:
             )
         return fired
 
-    def restart_lost_starts(self, grace_seconds: float = 60, every_seconds: float = 60) -> list[str]:
+    def restart_lost_starts(
+        self, grace_seconds: float = 60, every_seconds: float = 60
+    ) -> list[str]:
         """Re-emit the start event of open tickets whose SOP run never started (the event
         was lost while the Prefect server or the triggers were down). A duplicate run is
         harmless: the first run claims the ticket, the second stops."""

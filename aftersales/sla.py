@@ -230,7 +230,9 @@ def enqueue_notification(
     """Store a rendered, masked message for delivery; the same dedupe key is stored once."""
     from aftersales.notify import render
 
-    existing = session.exec(select(Notification).where(Notification.dedupe_key == dedupe_key)).first()
+    existing = session.exec(
+        select(Notification).where(Notification.dedupe_key == dedupe_key)
+    ).first()
     if existing is not None:
         return existing
     msg = render(template, context)
@@ -509,9 +511,7 @@ def deliver_outbox(
                     error,
                 )
             else:
-                n.next_attempt_at = now + timedelta(
-                    seconds=backoff_seconds * 2 ** (n.attempts - 1)
-                )
+                n.next_attempt_at = now + timedelta(seconds=backoff_seconds * 2 ** (n.attempts - 1))
         session.add(n)
     session.flush()
     return rows

@@ -36,8 +36,17 @@ def start_prefect_server(port: int) -> subprocess.Popen[bytes] | None:
         print(f"Prefect server already running at {api}")
         return None
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=dict(os.environ),
     )
     for _ in range(120):
@@ -73,7 +82,9 @@ def start_demo_sink() -> int:
     from aftersales.settings import ROLES
 
     for role in ROLES:
-        os.environ.setdefault(f"AFTERSALES_NOTIFY_{role.upper()}", f"json://127.0.0.1:{port}/{role}")
+        os.environ.setdefault(
+            f"AFTERSALES_NOTIFY_{role.upper()}", f"json://127.0.0.1:{port}/{role}"
+        )
     return port
 
 
@@ -98,10 +109,13 @@ def run_up(demo: bool, port: int) -> None:
     init_db()
     seed_reference_data()
     ClockService().start_thread()
-    config = uvicorn.Config(create_app(), host=s.intake_host, port=s.intake_port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(), host=s.intake_host, port=s.intake_port, log_level="warning"
+    )
     threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
     print(f"Intake endpoint: http://{s.intake_host}:{s.intake_port}/intake  (SLA clock running)")
     if demo:
+
         def _demo() -> None:
             time.sleep(8)  # let serve() register the deployments and their triggers
             run_demo_script()

@@ -77,8 +77,11 @@ def repair_dispatch(ticket_id: str) -> str:
     attempt = 1
     confirmation: Confirmation = wait_for(Confirmation, "confirmation")
     while not (confirmation.test_passed and confirmation.customer_signed):
-        log.warning("REP-4: test passed=%s, signed=%s; waiting for a new confirmation",
-                    confirmation.test_passed, confirmation.customer_signed)
+        log.warning(
+            "REP-4: test passed=%s, signed=%s; waiting for a new confirmation",
+            confirmation.test_passed,
+            confirmation.customer_signed,
+        )
         attempt += 1
         confirmation = wait_for(Confirmation, f"confirmation-{attempt}")
     status = archive_repair(

@@ -45,7 +45,12 @@ def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     )
 
 
-STEP = {"cache_key_fn": step_cache_key, "persist_result": True, "retries": 2, "retry_delay_seconds": 2}
+STEP = {
+    "cache_key_fn": step_cache_key,
+    "persist_result": True,
+    "retries": 2,
+    "retry_delay_seconds": 2,
+}
 
 
 def ticket_context(t: Ticket) -> dict[str, Any]:

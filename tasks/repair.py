@@ -105,9 +105,7 @@ def dispatch_engineer(ticket_id: str, engineer_id: str | None = None) -> dict[st
                 chosen = s.get(Engineer, engineer_id)
                 if chosen is None:
                     raise ValueError(f"engineer_id: no engineer {engineer_id!r}")
-                dist = (
-                    nearest_engineer(customer, [chosen])[1] if customer is not None else None
-                )
+                dist = nearest_engineer(customer, [chosen])[1] if customer is not None else None
             else:
                 chosen, dist = nearest_engineer(customer, available_engineers(s, skill=wo.skill))
             if chosen is None:
@@ -168,9 +166,7 @@ def record_arrival(ticket_id: str, engineer_id: str) -> None:
         wo = get_work_order(s, ticket_id=ticket_id)
         assert wo is not None
         if wo.engineer_id != engineer_id:
-            raise ValueError(
-                f"engineer_id: {engineer_id!r} is not the engineer of this work order"
-            )
+            raise ValueError(f"engineer_id: {engineer_id!r} is not the engineer of this work order")
         wo.arrived_at = wo.arrived_at or now
         s.add(wo)
         sla.meet(s, ticket_id=ticket_id, at=now, rule_ids=["REP-2"])

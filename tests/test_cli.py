@@ -23,8 +23,12 @@ runner = CliRunner()
         ("CMP-3", "2026-09-30T16:00:00+08:00", "default", "2026-10-08T16:00:00+08:00"),
         ("CB-2:ordinary", "2026-10-09T10:00:00+08:00", "default", "2026-10-13T10:00:00+08:00"),
         # 3 working days seed 002 from Friday evening: Mon, Tue, Wed until 18:00 (PRI-NORMAL)
-        ("PRI-NORMAL:resolution", "2026-11-20T19:00:00+08:00", "work-instruction",
-         "2026-11-25T18:00:00+08:00"),
+        (
+            "PRI-NORMAL:resolution",
+            "2026-11-20T19:00:00+08:00",
+            "work-instruction",
+            "2026-11-25T18:00:00+08:00",
+        ),
     ],
 )
 def test_deadline_json_gives_rule_start_and_due_with_offset(
@@ -46,36 +50,44 @@ def test_deadline_text_explains_skipped_holidays_CMP_3() -> None:
     ("args", "message"),
     [
         (["deadline", "REP-9", "--start", "2026-11-20T16:00:00+08:00"], "unknown rule 'REP-9'"),
-        (["deadline", "REP-1", "--start", "2026-11-20T16:00:00+08:00", "--profile", "nope"],
-         "unknown profile 'nope'"),
+        (
+            ["deadline", "REP-1", "--start", "2026-11-20T16:00:00+08:00", "--profile", "nope"],
+            "unknown profile 'nope'",
+        ),
         (["deadline", "REP-1", "--start", "yesterday"], "--start"),
         (["deadline", "REP-1", "--start", "2026-11-20T16:00:00"], "UTC offset"),
         (["deadline", "INQ-OWNER", "--start", "2026-11-20T16:00:00+08:00"], "no deadline"),
     ],
 )
-def test_deadline_bad_input_exits_non_zero_with_a_clear_message(args: list[str], message: str) -> None:
+def test_deadline_bad_input_exits_non_zero_with_a_clear_message(
+    args: list[str], message: str
+) -> None:
     res = runner.invoke(app, args)
     assert res.exit_code != 0
     assert message in res.output
 
 
 def test_deadline_into_an_uncovered_year_uses_the_documented_fallback() -> None:
-    res = runner.invoke(app, ["deadline", "CB-2:ordinary", "--start", "2026-12-31T10:00:00+08:00",
-                              "--json"])
+    res = runner.invoke(
+        app, ["deadline", "CB-2:ordinary", "--start", "2026-12-31T10:00:00+08:00", "--json"]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["fallback_years"] == [2027]
     assert out["due"] == "2027-01-05T10:00:00+08:00"  # Fri 1, Mon 4 (weekends-only fallback)
 
 
-def test_deadline_into_an_uncovered_year_errors_in_strict_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deadline_into_an_uncovered_year_errors_in_strict_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from aftersales.settings import reset_settings
 
     monkeypatch.setenv("AFTERSALES_CALENDAR_UNKNOWN_YEAR", "error")
     reset_settings()
     try:
-        res = runner.invoke(app, ["deadline", "CB-2:ordinary", "--start",
-                                  "2026-12-31T10:00:00+08:00"])
+        res = runner.invoke(
+            app, ["deadline", "CB-2:ordinary", "--start", "2026-12-31T10:00:00+08:00"]
+        )
     finally:
         monkeypatch.delenv("AFTERSALES_CALENDAR_UNKNOWN_YEAR")
         reset_settings()

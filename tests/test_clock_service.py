@@ -15,20 +15,48 @@ from models.repository import claim_sop_run
 T0 = datetime.fromisoformat("2026-11-23T10:00:00+08:00")
 
 
-def test_lost_start_event_is_re_emitted_once_per_minute_until_a_run_claims_it(sqlite_db: str) -> None:
+def test_lost_start_event_is_re_emitted_once_per_minute_until_a_run_claims_it(
+    sqlite_db: str,
+) -> None:
     clock = ManualClock(T0)
     ctx = clock_context()
-    lost = accept_intake(parse_payload({"channel": "phone", "intake_id": "c-lost", "customer_name": "A",
-                                        "contact": "13812345678", "description": "x"}),
-                         ctx=ctx, now=T0, emit=None)  # the event never left
-    started = accept_intake(parse_payload({"channel": "phone", "intake_id": "c-ok", "customer_name": "B",
-                                           "contact": "13812345679", "description": "y"}),
-                            ctx=ctx, now=T0, emit=None)
+    lost = accept_intake(
+        parse_payload(
+            {
+                "channel": "phone",
+                "intake_id": "c-lost",
+                "customer_name": "A",
+                "contact": "13812345678",
+                "description": "x",
+            }
+        ),
+        ctx=ctx,
+        now=T0,
+        emit=None,
+    )  # the event never left
+    started = accept_intake(
+        parse_payload(
+            {
+                "channel": "phone",
+                "intake_id": "c-ok",
+                "customer_name": "B",
+                "contact": "13812345679",
+                "description": "y",
+            }
+        ),
+        ctx=ctx,
+        now=T0,
+        emit=None,
+    )
     with session_scope() as s:
         claim_sop_run(s, ticket_id=started.ticket_id, sop=Sop.INQUIRY, flow_run_id="run-1", now=T0)
     emitted: list[tuple[str, str]] = []
-    svc = ClockService(clock=clock, notifier=Notifier({}), ctx=ctx,
-                       emit=lambda ev, tid, payload: emitted.append((ev, tid)))
+    svc = ClockService(
+        clock=clock,
+        notifier=Notifier({}),
+        ctx=ctx,
+        emit=lambda ev, tid, payload: emitted.append((ev, tid)),
+    )
     assert svc.restart_lost_starts() == []  # within the 60 s grace
     clock.advance(timedelta(seconds=61))
     assert svc.restart_lost_starts() == [lost.ticket_id]

@@ -17,7 +17,9 @@ def test_prefect_yaml_and_served_deployments_agree_on_triggers() -> None:
         d["name"]: (
             d["entrypoint"].split(":")[1],
             tuple(sorted(e for t in d.get("triggers", []) for e in t["expect"])),
-            tuple(sorted(p for t in d.get("triggers", []) for p in t.get("parameters", {}).items())),
+            tuple(
+                sorted(p for t in d.get("triggers", []) for p in t.get("parameters", {}).items())
+            ),
         )
         for d in declared
         if d.get("triggers")

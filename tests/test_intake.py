@@ -44,14 +44,25 @@ def counts() -> tuple[int, int]:
     [
         ({"channel": "phone"}, {"INQ-CH-PHONE:response", "PRI-NORMAL:response"}),
         ({"channel": "online"}, {"INQ-CH-ONLINE:response", "PRI-NORMAL:response"}),
-        ({"channel": "email", "email_grade": "important"},
-         {"INQ-CH-EMAIL:important", "PRI-IMPORTANT:response"}),
+        (
+            {"channel": "email", "email_grade": "important"},
+            {"INQ-CH-EMAIL:important", "PRI-IMPORTANT:response"},
+        ),
         ({"channel": "email"}, {"INQ-CH-EMAIL:normal", "PRI-NORMAL:response"}),
-        ({"channel": "social", "is_public": True},
-         {"INQ-CH-SOCIAL:response", "INQ-CH-SOCIAL:public-complaint", "ESC-URGENT:within",
-          "PRI-URGENT:response"}),
+        (
+            {"channel": "social", "is_public": True},
+            {
+                "INQ-CH-SOCIAL:response",
+                "INQ-CH-SOCIAL:public-complaint",
+                "ESC-URGENT:within",
+                "PRI-URGENT:response",
+            },
+        ),
         ({"channel": "phone", "safety_risk": True}, {"ESC-URGENT:within", "PRI-URGENT:response"}),
-        ({"channel": "phone", "amount_cny": 1500}, {"ESC-IMPORTANT:within", "PRI-IMPORTANT:response"}),
+        (
+            {"channel": "phone", "amount_cny": 1500},
+            {"ESC-IMPORTANT:within", "PRI-IMPORTANT:response"},
+        ),
         ({"channel": "phone", "amount_cny": 1000}, {"PRI-NORMAL:response"}),
     ],
 )
@@ -135,8 +146,11 @@ def test_ticket_endpoint_masks_personal_data_PRIV_1(sqlite_db: str) -> None:
 
 
 def test_repair_intake_arms_review_clock_and_notifies_dispatch_REP_1(sqlite_db: str) -> None:
-    r = accept_intake(parse_payload({**GOOD, "intake_id": "chat-3", "sop": "repair"}),
-                      ctx=clock_context(), now=NOW)
+    r = accept_intake(
+        parse_payload({**GOOD, "intake_id": "chat-3", "sop": "repair"}),
+        ctx=clock_context(),
+        now=NOW,
+    )
     assert r.event == "aftersales.repair.requested"
     with session_scope() as s:
         rules = {c.rule_id: c for c in clocks_for(s, ticket_id=r.ticket_id)}
@@ -148,15 +162,40 @@ def test_repair_intake_arms_review_clock_and_notifies_dispatch_REP_1(sqlite_db: 
 
 
 def test_cli_intake_bad_payload_exits_non_zero_naming_the_field(sqlite_db: str) -> None:
-    res = CliRunner().invoke(cli, ["intake", "--channel", "fax", "--name", "A", "--contact",
-                                   "13812345678", "--description", "x", "--no-event"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "intake",
+            "--channel",
+            "fax",
+            "--name",
+            "A",
+            "--contact",
+            "13812345678",
+            "--description",
+            "x",
+            "--no-event",
+        ],
+    )
     assert res.exit_code == 2
     assert "channel" in res.output and counts() == (0, 0)
 
 
 def test_cli_intake_twice_prints_the_same_ticket(sqlite_db: str) -> None:
-    args = ["intake", "--channel", "phone", "--name", "A", "--contact", "13812345678",
-            "--description", "no power", "--intake-id", "call-9", "--no-event"]
+    args = [
+        "intake",
+        "--channel",
+        "phone",
+        "--name",
+        "A",
+        "--contact",
+        "13812345678",
+        "--description",
+        "no power",
+        "--intake-id",
+        "call-9",
+        "--no-event",
+    ]
     a = json.loads(CliRunner().invoke(cli, args).output)
     b = json.loads(CliRunner().invoke(cli, args).output)
     assert a["created"] and not b["created"] and a["ticket_id"] == b["ticket_id"]

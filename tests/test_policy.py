@@ -84,7 +84,9 @@ def test_default_profile_limits_match_the_spec(rule: str, duration: float, unit:
         ("INQ-3", 1, Unit.HOURS),  # inherited from default
     ],
 )
-def test_work_instruction_profile_uses_seed_002_limits(rule: str, duration: float, unit: Unit) -> None:
+def test_work_instruction_profile_uses_seed_002_limits(
+    rule: str, duration: float, unit: Unit
+) -> None:
     r = load_profile("work-instruction").rule(rule)
     assert (r.duration, r.unit) == (duration, unit)
 
@@ -104,7 +106,10 @@ def test_packaged_profiles_are_listed() -> None:
     [
         ("- {id: REP-1, duration: -5, unit: minutes}", "rule REP-1: field duration"),
         ("- {id: REP-1, unit: fortnights}", "rule REP-1: field unit"),
-        ("- {id: rep-9, kind: step, starts: a, stops: b, duration: 1, unit: hours}", "rule rep-9: field id"),
+        (
+            "- {id: rep-9, kind: step, starts: a, stops: b, duration: 1, unit: hours}",
+            "rule rep-9: field id",
+        ),
         ("- {id: REP-9, kind: step, starts: a, stops: b}", "rule REP-9: field (rule)"),
         ("- {id: REP-1, on_breach: escalate, escalate_to: null}", "rule REP-1"),
         ("- {id: REP-1, colour: red}", "rule REP-1: field colour"),

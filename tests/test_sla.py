@@ -11,7 +11,6 @@ import pytest
 
 from aftersales import sla
 from aftersales.calendar import WorkCalendar
-from aftersales.clock import ManualClock
 from aftersales.notify import Notifier
 from aftersales.policy import load_profile
 from models.db import session_scope
@@ -158,8 +157,14 @@ def test_email_close_after_3_days_resumes_the_waiting_run_INQ_CH_EMAIL(
 ) -> None:
     tid = new_ticket("email-close")
     with session_scope() as s:
-        sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="INQ-CH-EMAIL:close", start=T0,
-                flow_run_id="00000000-0000-0000-0000-000000000001")
+        sla.arm(
+            s,
+            ctx=ctx,
+            ticket_id=tid,
+            rule_id="INQ-CH-EMAIL:close",
+            start=T0,
+            flow_run_id="00000000-0000-0000-0000-000000000001",
+        )
     resumed: list[tuple[str, dict]] = []
     r = fire(ctx, T0 + timedelta(days=3), on_resume=lambda run, data: resumed.append((run, data)))
     assert resumed == [("00000000-0000-0000-0000-000000000001", {"outcome": "no_reply"})]
@@ -177,7 +182,10 @@ def test_urgent_ticket_target_and_hard_limit_both_escalate_ESC_TIMEOUT_PRI_URGEN
     fire(ctx, T0 + timedelta(hours=12, seconds=1))
     with session_scope() as s:
         esc = [(e.rule_id, e.escalated_to) for e in escalations_for(s, ticket_id=tid)]
-    assert esc == [("PRI-URGENT:resolution", "cs_manager"), ("ESC-TIMEOUT:urgent", "operations_director")]
+    assert esc == [
+        ("PRI-URGENT:resolution", "cs_manager"),
+        ("ESC-TIMEOUT:urgent", "operations_director"),
+    ]
 
 
 def test_due_clocks_are_found_by_index_not_by_scanning_open_ones(
@@ -190,16 +198,25 @@ def test_due_clocks_are_found_by_index_not_by_scanning_open_ones(
         sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="REP-1", start=T0)
         dialect = s.get_bind().dialect.name
         if dialect == "sqlite":
-            plan = s.connection().execute(
-                text("EXPLAIN QUERY PLAN SELECT id FROM sla_clock WHERE next_fire_at <= :n "
-                     "ORDER BY next_fire_at LIMIT 500"),
-                {"n": "2030-01-01"},
-            ).all()
+            plan = (
+                s.connection()
+                .execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT id FROM sla_clock WHERE next_fire_at <= :n "
+                        "ORDER BY next_fire_at LIMIT 500"
+                    ),
+                    {"n": "2030-01-01"},
+                )
+                .all()
+            )
             assert any("ix_sla_clock_next_fire_at" in str(row) for row in plan)
         else:
-            idx = s.connection().execute(
-                text("SELECT indexname FROM pg_indexes WHERE tablename = 'sla_clock'")
-            ).scalars().all()
+            idx = (
+                s.connection()
+                .execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'sla_clock'"))
+                .scalars()
+                .all()
+            )
             assert "ix_sla_clock_next_fire_at" in idx
 
 
@@ -210,15 +227,26 @@ def test_outbox_retries_with_backoff_then_delivers_to_the_sink(
     notifier = Notifier({"team_lead": [sink.url("/team_lead")]}, max_attempts=5, backoff_seconds=2)
     now = T0
     with session_scope() as s:
-        sla.enqueue_notification(s, dedupe_key="x1", role="team_lead", template="breach_escalation",
-                                 context={"ticket_id": tid, "rule_id": "REP-1", "level": "normal",
-                                          "reason": "late"}, now=now, ticket_id=tid)
+        sla.enqueue_notification(
+            s,
+            dedupe_key="x1",
+            role="team_lead",
+            template="breach_escalation",
+            context={"ticket_id": tid, "rule_id": "REP-1", "level": "normal", "reason": "late"},
+            now=now,
+            ticket_id=tid,
+        )
     sink.fail_next(2)
     attempts = []
     for dt in (0, 2, 6):  # backoff 2 s then 4 s
         with session_scope() as s:
-            rows = sla.deliver_outbox(s, notifier=notifier, now=now + timedelta(seconds=dt),
-                                      max_attempts=5, backoff_seconds=2)
+            rows = sla.deliver_outbox(
+                s,
+                notifier=notifier,
+                now=now + timedelta(seconds=dt),
+                max_attempts=5,
+                backoff_seconds=2,
+            )
             attempts.append([(r.status, r.attempts) for r in rows])
     assert attempts == [
         [(NotificationStatus.PENDING, 1)],
@@ -234,9 +262,15 @@ def test_outbox_gives_up_after_max_attempts_and_records_failure(
     tid = new_ticket("outbox-fail")
     notifier = Notifier({"team_lead": [sink.url("/team_lead")]})
     with session_scope() as s:
-        sla.enqueue_notification(s, dedupe_key="x2", role="team_lead", template="reminder",
-                                 context={"ticket_id": tid, "rule_id": "REP-1", "due": "soon"},
-                                 now=T0, ticket_id=tid)
+        sla.enqueue_notification(
+            s,
+            dedupe_key="x2",
+            role="team_lead",
+            template="reminder",
+            context={"ticket_id": tid, "rule_id": "REP-1", "due": "soon"},
+            now=T0,
+            ticket_id=tid,
+        )
     sink.fail_next(10)
     for i in range(3):
         with session_scope() as s:
@@ -246,12 +280,20 @@ def test_outbox_gives_up_after_max_attempts_and_records_failure(
     assert n.status == NotificationStatus.FAILED and n.attempts == 3 and n.last_error
 
 
-def test_role_without_route_is_recorded_failed_not_dropped(any_db: str, ctx: sla.ClockContext) -> None:
+def test_role_without_route_is_recorded_failed_not_dropped(
+    any_db: str, ctx: sla.ClockContext
+) -> None:
     tid = new_ticket("no-route")
     with session_scope() as s:
-        sla.enqueue_notification(s, dedupe_key="x3", role="pr", template="reminder",
-                                 context={"ticket_id": tid, "rule_id": "REP-1", "due": "soon"},
-                                 now=T0, ticket_id=tid)
+        sla.enqueue_notification(
+            s,
+            dedupe_key="x3",
+            role="pr",
+            template="reminder",
+            context={"ticket_id": tid, "rule_id": "REP-1", "due": "soon"},
+            now=T0,
+            ticket_id=tid,
+        )
     with session_scope() as s:
         sla.deliver_outbox(s, notifier=Notifier({}), now=T0, max_attempts=5)
     with session_scope() as s:

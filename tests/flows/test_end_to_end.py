@@ -78,17 +78,26 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     assert first.status_code == 201, first.text
     ticket_id = first.json()["ticket_id"]
     again = api.post("/intake", json=payload)  # the same intake delivered twice
-    assert again.status_code == 200 and again.json() == {**first.json(), "created": False, "event": None}
+    assert again.status_code == 200 and again.json() == {
+        **first.json(),
+        "created": False,
+        "event": None,
+    }
 
     # INQ-1/INQ-2: the agent answers and classifies B -> repair dispatch starts by event
-    submit(ticket_id, "first-response",
-           {"agent": "小吴", "category": "B", "priority": "auto", "complex_issue": False})
+    submit(
+        ticket_id,
+        "first-response",
+        {"agent": "小吴", "category": "B", "priority": "auto", "complex_issue": False},
+    )
     # REP-1: review within 30 min
     submit(ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "hardware"})
 
     # REP-2: nearest hardware engineer in the same city; the engineer is late on purpose
     def breach_escalated() -> bool:
-        return any(m.body.get("title", "").find("REP-2") >= 0 for m in stack.sink.messages("/team_lead"))
+        return any(
+            m.body.get("title", "").find("REP-2") >= 0 for m in stack.sink.messages("/team_lead")
+        )
 
     wait(breach_escalated, 120, "the REP-2 breach escalation at the team lead's sink")
     with session_scope() as s:
@@ -99,17 +108,36 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
         assert rep2.reminded_at is not None and rep2.reminded_at < rep2.breached_at
         esc = [e for e in escalations_for(s, ticket_id=ticket_id) if e.rule_id == "REP-2:same-city"]
         assert len(esc) == 1 and esc[0].escalated_to == "team_lead" and esc[0].level == "normal"
-    reminders = [m for m in stack.sink.messages("/supervisor") if "REP-2" in m.body.get("title", "")]
+    reminders = [
+        m for m in stack.sink.messages("/supervisor") if "REP-2" in m.body.get("title", "")
+    ]
     assert reminders, "REM-1 reminder to the supervisor before the REP-2 breach"
     assert any("REP-2" in m.body.get("title", "") for m in stack.sink.messages("/handler"))
 
     # the run goes on after the breach: the engineer arrives, diagnoses, the customer signs
     submit(ticket_id, "arrival", {"engineer_id": "E-01"})
-    submit(ticket_id, "diagnosis", {"cause": "power board", "mode": "on_site", "charge": "free",
-                                    "cost_cny": 0, "customer_agreed": True})
-    submit(ticket_id, "confirmation", {"test_passed": True, "customer_signed": True,
-                                       "signer": "张伟", "device_status": "in service",
-                                       "test_report": "boots; 2 h soak ok"})
+    submit(
+        ticket_id,
+        "diagnosis",
+        {
+            "cause": "power board",
+            "mode": "on_site",
+            "charge": "free",
+            "cost_cny": 0,
+            "customer_agreed": True,
+        },
+    )
+    submit(
+        ticket_id,
+        "confirmation",
+        {
+            "test_passed": True,
+            "customer_signed": True,
+            "signer": "张伟",
+            "device_status": "in service",
+            "test_report": "boots; 2 h soak ok",
+        },
+    )
     with session_scope() as s:
         repair_run = get_sop_run(s, ticket_id=ticket_id, sop="repair")
         inquiry_run = get_sop_run(s, ticket_id=ticket_id, sop="inquiry")
@@ -151,19 +179,30 @@ def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_
     from aftersales.api import create_app
 
     api = TestClient(create_app())
-    resp = api.post("/intake", json={
-        "channel": "email", "email_grade": "important",
-        "intake_id": f"<mail-{stack.backend}-{time.time_ns()}@example.com>",
-        "customer_name": "李娜", "contact": "lina@example.com",
-        "description": "Which firmware supports the new remote?",
-    })
+    resp = api.post(
+        "/intake",
+        json={
+            "channel": "email",
+            "email_grade": "important",
+            "intake_id": f"<mail-{stack.backend}-{time.time_ns()}@example.com>",
+            "customer_name": "李娜",
+            "contact": "lina@example.com",
+            "description": "Which firmware supports the new remote?",
+        },
+    )
     assert resp.status_code == 201, resp.text
     ticket_id = resp.json()["ticket_id"]
-    submit(ticket_id, "first-response",
-           {"agent": "小周", "category": "A", "priority": "auto", "complex_issue": False})
+    submit(
+        ticket_id,
+        "first-response",
+        {"agent": "小周", "category": "A", "priority": "auto", "complex_issue": False},
+    )
     submit(ticket_id, "answer", {"answered_from_knowledge_base": False, "answer": "not in KB"})
-    wait(lambda: any(ticket_id in str(m.body) for m in stack.sink.messages("/tech_support")), 60,
-         "the INQ-3 escalation at tech support")
+    wait(
+        lambda: any(ticket_id in str(m.body) for m in stack.sink.messages("/tech_support")),
+        60,
+        "the INQ-3 escalation at tech support",
+    )
     submit(ticket_id, "solved", {"resolution": "firmware 2.1 or later", "root_cause": "docs gap"})
     with session_scope() as s:
         run = get_sop_run(s, ticket_id=ticket_id, sop="inquiry")
