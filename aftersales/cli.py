@@ -20,6 +20,14 @@ app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
 
 
+@app.callback()
+def _main() -> None:
+    """After-sales service SOPs on Prefect."""
+    from aftersales.privacy import install_log_masking
+
+    install_log_masking(("aftersales", "prefect", "uvicorn"))
+
+
 def _fail(msg: str, code: int = 2) -> None:
     typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)

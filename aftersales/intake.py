@@ -112,6 +112,15 @@ def first_response_rules(p: IntakePayload) -> list[str]:
     return rules
 
 
+def resolution_rules(channel: str, priority: str) -> list[str]:
+    """Resolution clocks: the grade's target (PRI-*), its hard limit (ESC-TIMEOUT) and the
+    channel's (INQ-CH-*); the spec's conflicts table keeps all three, earliest breaches first."""
+    rules = [f"PRI-{priority.upper()}:resolution", f"ESC-TIMEOUT:{priority}"]
+    if channel != Channel.EMAIL:
+        rules.append(f"INQ-CH-{channel.upper()}:resolution")
+    return rules
+
+
 def initial_priority(p: IntakePayload) -> Priority:
     """Before classification: safety risk or public complaint urgent (ESC-URGENT),
     a repair request urgent (INQ-2 class B), an email's stated grade, else normal."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.flow_runs import suspend_flow_run
 
+from aftersales.intake import resolution_rules
 from flows.forms import Answer, Feedback, FirstResponse, Solved
 from tasks.common import arm_clocks, claim_ticket_run, publish_clocks
 from tasks.inquiry import (
@@ -22,7 +23,6 @@ from tasks.inquiry import (
     record_feedback,
     record_first_response,
     record_solution,
-    resolution_rules,
     start_repair_dispatch,
 )
 

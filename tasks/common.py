@@ -15,10 +15,15 @@ from prefect.context import TaskRunContext, get_run_context
 
 from aftersales import sla
 from aftersales.clock import get_clock
+from aftersales.privacy import install_log_masking
 from aftersales.runtime import clock_context
 from models.db import session_scope
 from models.entities import Sop, Ticket
 from models.repository import claim_sop_run, clocks_for, get_ticket
+
+# PRIV-1: every log record of these loggers (flow and task run logs shipped to the
+# Prefect UI included) is masked when it is created.
+install_log_masking(("aftersales", "prefect"))
 
 
 def current_flow_run_id() -> str:

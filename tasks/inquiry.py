@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from aftersales import sla
 from aftersales.clock import get_clock
@@ -38,6 +38,14 @@ def receive_inquiry(ticket_id: str) -> dict[str, Any]:
         t = get_ticket(s, ticket_id=ticket_id)
         t.owner_team = t.owner_team or OWNER_TEAM[t.channel]
         s.add(t)
+        get_run_logger().info(
+            "INQ-1 %s by %s from %s (%s): %s",
+            ticket_id,
+            t.channel,
+            t.customer_name,
+            t.contact,
+            t.description,
+        )
         sla.enqueue_notification(
             s,
             dedupe_key=f"INQ-SYNC:{ticket_id}",
@@ -69,15 +77,6 @@ def record_first_response(
         s.add(t)
         sla.meet(s, ticket_id=ticket_id, at=now, kinds=["response"])
         return {"category": str(cat), "priority": str(prio), "channel": str(t.channel)}
-
-
-def resolution_rules(channel: str, priority: str) -> list[str]:
-    """Resolution clocks: the grade's target (PRI-*), its hard limit (ESC-TIMEOUT) and the
-    channel's (INQ-CH-*); the spec's conflicts table keeps all three, earliest breaches first."""
-    rules = [f"PRI-{priority.upper()}:resolution", f"ESC-TIMEOUT:{priority}"]
-    if channel != Channel.EMAIL:
-        rules.append(f"INQ-CH-{channel.upper()}:resolution")
-    return rules
 
 
 @task(**STEP)

@@ -12,6 +12,7 @@ from prefect import task
 
 from aftersales import sla
 from aftersales.clock import get_clock
+from aftersales.intake import resolution_rules
 from aftersales.runtime import clock_context
 from aftersales.settings import get_settings
 from models.db import session_scope
@@ -41,6 +42,17 @@ def nearest_engineer(
     return best, round(dist, 2)
 
 
+def candidates_for(customer: Customer | None, engineers: list[Engineer]) -> list[Engineer]:
+    """ASSIGN-1: a VIP customer goes to a senior first — a senior in the customer's city,
+    so that seniority never costs the VIP the same-city limit of REP-2; with none free
+    there, the nearest engineer with the skill, as for everyone."""
+    if customer is not None and customer.vip:
+        seniors = [e for e in engineers if e.senior and e.city == customer.city]
+        if seniors:
+            return seniors
+    return engineers
+
+
 @task(**STEP)
 def register_repair(ticket_id: str) -> dict[str, Any]:
     """REP-1: repair form registered, the 30-min review clock running (armed idempotently
@@ -49,7 +61,11 @@ def register_repair(ticket_id: str) -> dict[str, Any]:
     settings = get_settings()
     with session_scope() as s:
         t = get_ticket(s, ticket_id=ticket_id)
-        sla.arm(s, ctx=clock_context(), ticket_id=ticket_id, rule_id="REP-1", start=t.created_at)
+        ctx = clock_context()
+        # REP-1 and, for a repair reported directly, the resolution clocks of its grade
+        # (a class-B inquiry armed them at classification; arming is idempotent)
+        for rule_id in ["REP-1", *resolution_rules(str(t.channel), str(t.priority))]:
+            sla.arm(s, ctx=ctx, ticket_id=ticket_id, rule_id=rule_id, start=t.created_at)
         wo = get_work_order(s, ticket_id=ticket_id)
         if wo is None:
             until = warranty_until(t.purchase_date, settings.warranty_months)
@@ -107,7 +123,9 @@ def dispatch_engineer(ticket_id: str, engineer_id: str | None = None) -> dict[st
                     raise ValueError(f"engineer_id: no engineer {engineer_id!r}")
                 dist = nearest_engineer(customer, [chosen])[1] if customer is not None else None
             else:
-                chosen, dist = nearest_engineer(customer, available_engineers(s, skill=wo.skill))
+                chosen, dist = nearest_engineer(
+                    customer, candidates_for(customer, available_engineers(s, skill=wo.skill))
+                )
             if chosen is None:
                 s.add(
                     Escalation(

@@ -185,7 +185,12 @@ def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack
     from aftersales.demo import seed_reference_data
 
     seed_reference_data()
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
     log_path = _TMP / f"runner-{request.param}.log"
     log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -58,6 +58,19 @@ def flow_run(run_id: str) -> Any:
         return client.read_flow_run(UUID(run_id))
 
 
+def run_logs(run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])),
+            limit=200,
+            offset=0,
+        )
+    return [entry.message for entry in logs]
+
+
 def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_escalation_INQ_2_REP_2_REM_1_ESC(
     stack: Stack,
 ) -> None:
@@ -165,7 +178,11 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
         assert clocks["CB-2:ordinary"].state == ClockState.ARMED  # completion starts CB-2
         assert clocks["CB-2:vip-second"].state == ClockState.ARMED  # C-1001 is VIP
         bodies = [n.body for n in notifications_for(s, ticket_id=ticket_id)]
-    # PRIV-1: the phone number never leaves unmasked
+    # PRIV-1: the phone number never leaves unmasked: not in the run logs, the
+    # notifications stored, nor what the sink received
+    logs = run_logs(inquiry_run.flow_run_id)
+    assert any("138****5678" in line for line in logs), logs
+    assert all("13812345678" not in line for line in logs)
     assert all("13812345678" not in b for b in bodies)
     assert all("13812345678" not in str(m.body) for m in stack.sink.messages())
 
@@ -220,3 +237,90 @@ def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_
     followups = [m for m in stack.sink.messages("/customer") if ticket_id in str(m.body)]
     assert len(followups) >= 3  # feedback request + follow-ups
     assert all("lina@example.com" not in str(m.body) for m in stack.sink.messages())
+
+
+def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clocks_paused_REP_3_REP_4(
+    stack: Stack,
+) -> None:
+    """A repair reported directly (sop=repair): other-city engineer (REP-2 24 h), depot repair
+    with progress reports (REP-3), a chargeable repair waits for consent with the resolution
+    clocks paused; an unsigned confirmation is not archived (REP-4); bad forms are refused."""
+    from aftersales.api import create_app
+    from aftersales.humansteps import StepError
+
+    api = TestClient(create_app())
+    resp = api.post(
+        "/intake",
+        json={
+            "channel": "online",
+            "sop": "repair",
+            "intake_id": f"chat-{stack.backend}-{time.time_ns()}",
+            "customer_id": "C-1002",
+            "customer_name": "李娜",
+            "contact": "13987654321",
+            "product_model": "X200",
+            "purchase_date": "2024-01-10",
+            "description": "app crashes on start",
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    ticket_id = resp.json()["ticket_id"]
+    wait(lambda: waits_for(ticket_id, "review"), 120, "repair run waiting for review")
+    with pytest.raises(StepError, match="skill"):  # a required form field left out is refused
+        resume_step(ticket_id, "review", {"reviewer": "孙", "approved": True})
+    with pytest.raises(StepError, match="waits for step 'review'"):
+        resume_step(ticket_id, "arrival", {"engineer_id": "E-03"})
+    submit(ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "software"})
+    submit(ticket_id, "arrival", {"engineer_id": "E-03"})  # only software engineer: Shanghai
+    submit(
+        ticket_id,
+        "diagnosis",
+        {
+            "cause": "corrupt flash",
+            "mode": "depot",
+            "charge": "paid_repair",
+            "cost_cny": 300,
+            "customer_agreed": False,
+        },
+    )
+    wait(lambda: waits_for(ticket_id, "customer-decision"), 120, "waiting for consent")
+    with session_scope() as s:
+        clocks = {c.rule_id: c for c in clocks_for(s, ticket_id=ticket_id)}
+        wo = get_work_order(s, ticket_id=ticket_id)
+    assert (
+        wo is not None and wo.same_city is False and wo.ticket_type == "repair"
+    )  # out of warranty
+    assert clocks["REP-2:other-city"].state == ClockState.MET
+    assert (clocks["REP-2:other-city"].due_at - clocks["REP-2:other-city"].started_at) == timedelta(
+        seconds=load_profile(str(E2E_PROFILE)).rule("REP-2:other-city").duration
+    )
+    paused = clocks["PRI-URGENT:resolution"]
+    assert paused.state == ClockState.PAUSED and paused.remaining_seconds > 0
+    assert clocks["REP-3"].state == ClockState.ARMED  # depot: progress every 2 working days
+    submit(ticket_id, "customer-decision", {"agreed": True})
+    confirmation = {
+        "test_passed": True,
+        "customer_signed": False,
+        "signer": "李娜",
+        "device_status": "in service",
+        "test_report": "ok",
+    }
+    submit(ticket_id, "confirmation", confirmation)
+    wait(lambda: waits_for(ticket_id, "confirmation-2"), 120, "a second confirmation")
+    with session_scope() as s:
+        assert get_ticket(s, ticket_id=ticket_id).status == TicketStatus.IN_PROGRESS
+    submit(ticket_id, "confirmation-2", {**confirmation, "customer_signed": True})
+    with session_scope() as s:
+        run = get_sop_run(s, ticket_id=ticket_id, sop="repair")
+    assert run is not None
+    wait(lambda: flow_run(run.flow_run_id).state.is_completed(), 120, "repair run completed")
+    with session_scope() as s:
+        t = get_ticket(s, ticket_id=ticket_id)
+        clocks = {c.rule_id: c for c in clocks_for(s, ticket_id=ticket_id)}
+        wo = get_work_order(s, ticket_id=ticket_id)
+    assert t.status == TicketStatus.RESOLVED and wo is not None and wo.archived_at is not None
+    assert wo.signed_by == "李娜" and wo.charge == "paid_repair" and wo.mode == "depot"
+    resumed = clocks["PRI-URGENT:resolution"]
+    assert resumed.state == ClockState.MET
+    assert clocks["REP-3"].state == ClockState.MET
+    assert "CB-2:vip-second" not in clocks  # C-1002 is not VIP
