@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from aftersales.sla import ClockContext, arm, enqueue_notification
+from aftersales.sla import ClockContext, arm, enqueue_notification, ticket_context
 from models.db import session_scope
 from models.entities import Channel, Priority, Sop, TicketCreate
 from models.repository import create_ticket
@@ -175,7 +175,7 @@ def accept_intake(
                     dedupe_key=f"repair-request:{ticket.id}",
                     role="dispatch",
                     template="repair_request",
-                    context=_ctx(ticket),
+                    context=ticket_context(ticket),
                     now=now,
                     ticket_id=ticket.id,
                 )
@@ -185,16 +185,3 @@ def accept_intake(
         emit(event, tid, {"ticket_id": tid, "sop": str(sop), "channel": str(payload.channel)})
     log.info("intake %s -> ticket %s (%s)", payload.channel, tid, "new" if created else "duplicate")
     return IntakeResult(ticket_id=tid, created=created, sop=str(sop), event=event)
-
-
-def _ctx(ticket: Any) -> dict[str, Any]:
-    return {
-        "ticket_id": ticket.id,
-        "customer_name": ticket.customer_name,
-        "contact": ticket.contact,
-        "channel": str(ticket.channel),
-        "priority": str(ticket.priority),
-        "category": str(ticket.category or "B"),
-        "description": ticket.description,
-        "product_model": ticket.product_model or "-",
-    }

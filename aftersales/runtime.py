@@ -208,12 +208,3 @@ class ClockService:
         t = threading.Thread(target=self.run_forever, name="sla-clock", daemon=True)
         t.start()
         return t
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -252,7 +252,8 @@ def enqueue_notification(
     return row
 
 
-def _ticket_context(ticket: Ticket | None) -> dict[str, Any]:
+def ticket_context(ticket: Ticket | None) -> dict[str, Any]:
+    """The ticket fields message templates may use (masked when rendered, PRIV-1)."""
     if ticket is None:
         return {}
     return {
@@ -266,6 +267,7 @@ def _ticket_context(ticket: Ticket | None) -> dict[str, Any]:
         "handler": ticket.handler or "-",
         "owner_team": ticket.owner_team or "-",
         "description": ticket.description,
+        "product_model": ticket.product_model or "-",
     }
 
 
@@ -322,7 +324,7 @@ def fire_due(
             tickets[c.ticket_id] = session.get(Ticket, c.ticket_id)
         ticket = tickets[c.ticket_id]
         rule = ctx.profile.rules.get(c.rule_id)
-        base = {**_ticket_context(ticket), **_clock_context(c, rule, tz)}
+        base = {**ticket_context(ticket), **_clock_context(c, rule, tz)}
         assert c.next_fire_at is not None and c.due_at is not None
         report.lateness.append((now - c.next_fire_at).total_seconds())
         if c.state == ClockState.ARMED and c.remind_at is not None and now < c.due_at:

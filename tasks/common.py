@@ -18,7 +18,7 @@ from aftersales.clock import get_clock
 from aftersales.privacy import install_log_masking
 from aftersales.runtime import clock_context
 from models.db import session_scope
-from models.entities import Sop, Ticket
+from models.entities import Sop
 from models.repository import claim_sop_run, clocks_for, get_ticket
 
 # PRIV-1: every log record of these loggers (flow and task run logs shipped to the
@@ -58,22 +58,6 @@ STEP = {
 }
 
 
-def ticket_context(t: Ticket) -> dict[str, Any]:
-    return {
-        "ticket_id": t.id,
-        "customer_name": t.customer_name,
-        "contact": t.contact,
-        "channel": str(t.channel),
-        "priority": str(t.priority),
-        "category": str(t.category or "-"),
-        "status": str(t.status),
-        "handler": t.handler or "-",
-        "owner_team": t.owner_team or "-",
-        "description": t.description,
-        "product_model": t.product_model or "-",
-    }
-
-
 @task(**STEP)
 def claim_ticket_run(ticket_id: str, sop: str) -> dict[str, Any]:
     """One flow run per ticket per SOP: the first run claims the ticket; a duplicate run
@@ -111,52 +95,6 @@ def arm_clocks(ticket_id: str, rules: list[str], step: str, attach_run: bool = F
             sla.arm(s, ctx=ctx, ticket_id=ticket_id, rule_id=rule_id, start=now, flow_run_id=run_id)
     get_run_logger().info("armed %s for %s", ", ".join(rules), ticket_id)
     return rules
-
-
-@task(**STEP)
-def meet_clocks(
-    ticket_id: str, step: str, rules: list[str] | None = None, kinds: list[str] | None = None
-) -> list[str]:
-    now = get_clock().now()
-    with session_scope() as s:
-        met = sla.meet(s, ticket_id=ticket_id, at=now, rule_ids=rules, kinds=kinds)
-        return [c.rule_id for c in met]
-
-
-@task(**STEP)
-def pause_clocks(ticket_id: str, step: str, kinds: list[str]) -> list[str]:
-    now = get_clock().now()
-    with session_scope() as s:
-        paused = sla.pause(s, ctx=clock_context(), ticket_id=ticket_id, at=now, kinds=kinds)
-        return [c.rule_id for c in paused]
-
-
-@task(**STEP)
-def resume_clocks(ticket_id: str, step: str) -> list[str]:
-    now = get_clock().now()
-    with session_scope() as s:
-        resumed = sla.resume(s, ctx=clock_context(), ticket_id=ticket_id, at=now)
-        return [c.rule_id for c in resumed]
-
-
-@task(**STEP)
-def notify_role(
-    ticket_id: str, step: str, role: str, template: str, extra: dict[str, Any] | None = None
-) -> int:
-    """Queue a message to a role; the clock service delivers it through Apprise (and retries)."""
-    now = get_clock().now()
-    with session_scope() as s:
-        t = get_ticket(s, ticket_id=ticket_id)
-        row = sla.enqueue_notification(
-            s,
-            dedupe_key=f"{step}:{ticket_id}:{role}:{template}",
-            role=role,
-            template=template,
-            context={**ticket_context(t), **(extra or {})},
-            now=now,
-            ticket_id=ticket_id,
-        )
-        return row.id or 0
 
 
 @task

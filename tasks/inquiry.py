@@ -10,10 +10,11 @@ from aftersales import sla
 from aftersales.clock import get_clock
 from aftersales.intake import REPAIR_EVENT
 from aftersales.runtime import clock_context, emit_prefect_event
+from aftersales.sla import ticket_context
 from models.db import session_scope
 from models.entities import Category, Channel, Escalation, Priority, Sop, TicketStatus
 from models.repository import get_ticket
-from tasks.common import STEP, current_flow_run_id, ticket_context
+from tasks.common import STEP, current_flow_run_id
 
 # INQ-2: A and C normal, B urgent, D normal unless the agent decides otherwise.
 CATEGORY_PRIORITY = {

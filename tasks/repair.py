@@ -15,10 +15,11 @@ from aftersales.clock import get_clock
 from aftersales.intake import resolution_rules
 from aftersales.runtime import clock_context
 from aftersales.settings import get_settings
+from aftersales.sla import ticket_context
 from models.db import session_scope
 from models.entities import Customer, Engineer, Escalation, Skill, TicketStatus, WorkOrder
 from models.repository import available_engineers, get_ticket, get_work_order
-from tasks.common import STEP, current_flow_run_id, ticket_context
+from tasks.common import STEP, current_flow_run_id
 
 
 def warranty_until(purchase: date | None, months: int) -> date | None:
