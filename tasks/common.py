@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext, get_run_context
 
 from aftersales import sla
@@ -69,19 +70,21 @@ def claim_ticket_run(ticket_id: str, sop: str) -> dict[str, Any]:
         claim = claim_sop_run(s, ticket_id=ticket_id, sop=Sop(sop), flow_run_id=run_id, now=now)
         owner = claim.flow_run_id
         tags = [f"sop:{sop}", f"priority:{t.priority}", f"channel:{t.channel}"]
-    _tag_run(run_id, tags)
+    tag_run(run_id, tags)
     return {"owner": owner == run_id, "owner_run": owner}
 
 
-def _tag_run(run_id: str, tags: list[str]) -> None:
+def tag_run(run_id: str, tags: list[str]) -> None:
+    """Set the run's ``sop:``/``priority:``/``channel:`` tags (a new value replaces the old)."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
 
+    prefixes = {t.split(":", 1)[0] + ":" for t in tags}
     with get_client(sync_client=True) as client:
         fr = client.read_flow_run(UUID(run_id))
-        merged = sorted({*(fr.tags or []), *tags})
-        client.update_flow_run(UUID(run_id), tags=merged)
+        kept = [t for t in fr.tags or [] if not any(t.startswith(p) for p in prefixes)]
+        client.update_flow_run(UUID(run_id), tags=sorted({*kept, *tags}))
 
 
 @task(**STEP)
@@ -97,7 +100,7 @@ def arm_clocks(ticket_id: str, rules: list[str], step: str, attach_run: bool = F
     return rules
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def publish_clocks(ticket_id: str) -> None:
     """The ticket's clocks as a table artifact in the Prefect UI (rule, clause, due, state)."""
     tz = clock_context().calendar.tz

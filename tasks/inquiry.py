@@ -14,7 +14,7 @@ from aftersales.sla import ticket_context
 from models.db import session_scope
 from models.entities import Category, Channel, Escalation, Priority, Sop, TicketStatus
 from models.repository import get_ticket
-from tasks.common import STEP, current_flow_run_id
+from tasks.common import STEP, current_flow_run_id, tag_run
 
 # INQ-2: A and C normal, B urgent, D normal unless the agent decides otherwise.
 CATEGORY_PRIORITY = {
@@ -77,7 +77,9 @@ def record_first_response(
         t.status = TicketStatus.IN_PROGRESS
         s.add(t)
         sla.meet(s, ticket_id=ticket_id, at=now, kinds=["response"])
-        return {"category": str(cat), "priority": str(prio), "channel": str(t.channel)}
+        channel = str(t.channel)
+    tag_run(current_flow_run_id(), [f"priority:{prio}"])
+    return {"category": str(cat), "priority": str(prio), "channel": channel}
 
 
 @task(**STEP)

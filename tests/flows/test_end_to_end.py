@@ -5,6 +5,7 @@ Runs on SQLite and on PostgreSQL (skipped with a reason where none is reachable)
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -56,6 +57,26 @@ def flow_run(run_id: str) -> Any:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(run_id))
+
+
+def artifact_rules(ticket_id: str) -> set[str]:
+    """The rules in the newest clocks artifact of the ticket (the one the UI shows)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        arts = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={
+                "artifacts": {"key": {"any_": [f"clocks-{ticket_id.lower()}"]}},
+                "sort": "CREATED_DESC",
+                "limit": 1,
+            },
+        ).json()
+    assert arts, f"no clocks artifact for {ticket_id}"
+    data = arts[0]["data"]
+    rows = json.loads(data) if isinstance(data, str) else data
+    return {row["rule"] for row in rows}
 
 
 def run_logs(run_id: str) -> list[str]:
@@ -156,7 +177,10 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
         inquiry_run = get_sop_run(s, ticket_id=ticket_id, sop="inquiry")
     assert repair_run is not None and inquiry_run is not None
     wait(lambda: flow_run(repair_run.flow_run_id).state.is_completed(), 120, "repair run completed")
-    assert flow_run(inquiry_run.flow_run_id).state.is_completed()
+    ir = flow_run(inquiry_run.flow_run_id)
+    assert ir.state.is_completed() and ir.name == f"inquiry-{ticket_id}"
+    assert {"sop:inquiry", "priority:urgent", "channel:phone"} <= set(ir.tags)  # re-tagged by INQ-2
+    assert artifact_rules(ticket_id) >= {"REP-1", "REP-2:same-city", "CB-2:ordinary"}
     rr = flow_run(repair_run.flow_run_id)
     assert rr.name == f"repair-{ticket_id}"
     assert {"sop:repair", "priority:urgent", "channel:phone"} <= set(rr.tags)
