@@ -40,7 +40,16 @@ def create_app(emit: Any = emit_prefect_event) -> FastAPI:
                     "errors": [{"field": f, "rule": r} for f, r in exc.errors],
                 },
             )
-        result = accept_intake(parsed, ctx=clock_context(), now=get_clock().now(), emit=emit)
+        try:
+            result = accept_intake(parsed, ctx=clock_context(), now=get_clock().now(), emit=emit)
+        except IntakeError as exc:
+            return JSONResponse(
+                status_code=422,
+                content={
+                    "error": "invalid intake",
+                    "errors": [{"field": f, "rule": r} for f, r in exc.errors],
+                },
+            )
         return JSONResponse(status_code=201 if result.created else 200, content=result.model_dump())
 
     @app.get("/tickets/{ticket_id}")

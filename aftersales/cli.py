@@ -153,12 +153,17 @@ def intake(
             typer.secho(f"error: {f}: {r}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
     init_db()
-    result = accept_intake(
-        payload,
-        ctx=clock_context(),
-        now=get_clock().now(),
-        emit=None if no_event else emit_prefect_event,
-    )
+    try:
+        result = accept_intake(
+            payload,
+            ctx=clock_context(),
+            now=get_clock().now(),
+            emit=None if no_event else emit_prefect_event,
+        )
+    except IntakeError as exc:
+        for f, r in exc.errors:
+            typer.secho(f"error: {f}: {r}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(result.model_dump()))
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aftersales.sla import ClockContext, arm, enqueue_notification, ticket_context
 from models.db import session_scope
-from models.entities import Channel, Priority, Sop, TicketCreate
+from models.entities import Channel, Customer, Priority, Sop, TicketCreate
 from models.repository import create_ticket
 
 log = logging.getLogger("aftersales.intake")
@@ -153,6 +153,15 @@ def accept_intake(
     key = payload.intake_key(received)
     sop = Sop(payload.sop)
     with session_scope() as s:
+        if payload.customer_id and s.get(Customer, payload.customer_id) is None:
+            raise IntakeError(
+                [
+                    (
+                        "customer_id",
+                        f"no customer {payload.customer_id!r}; omit it or register the customer",
+                    )
+                ]
+            )
         ticket, created = create_ticket(
             s,
             data=TicketCreate(

@@ -199,3 +199,13 @@ def test_cli_intake_twice_prints_the_same_ticket(sqlite_db: str) -> None:
     a = json.loads(CliRunner().invoke(cli, args).output)
     b = json.loads(CliRunner().invoke(cli, args).output)
     assert a["created"] and not b["created"] and a["ticket_id"] == b["ticket_id"]
+
+
+def test_unknown_customer_id_is_refused_naming_the_field_and_nothing_is_stored(
+    sqlite_db: str,
+) -> None:
+    resp = TestClient(create_app(emit=None)).post("/intake", json={**GOOD, "customer_id": "C-404"})
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "customer_id"
+    assert "no customer 'C-404'" in resp.json()["errors"][0]["rule"]
+    assert counts() == (0, 0)

@@ -149,18 +149,36 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     assert any("REP-2" in m.body.get("title", "") for m in stack.sink.messages("/handler"))
 
     # the run goes on after the breach: the engineer arrives, diagnoses, the customer signs
-    submit(ticket_id, "arrival", {"engineer_id": "E-01"})
-    submit(
-        ticket_id,
-        "diagnosis",
-        {
-            "cause": "power board",
-            "mode": "on_site",
-            "charge": "free",
-            "cost_cny": 0,
-            "customer_agreed": True,
-        },
+    # the three ways a person submits a form: HTTP API, CLI (and the Prefect UI's Resume)
+    wait(lambda: waits_for(ticket_id, "arrival"), 120, "waiting for arrival")
+    resp = api.post(f"/tickets/{ticket_id}/steps/arrival", json={})
+    assert resp.status_code == 422 and "engineer_id" in resp.json()["detail"]
+    resp = api.post(f"/tickets/{ticket_id}/steps/arrival", json={"engineer_id": "E-01"})
+    assert resp.status_code == 200, resp.text
+    wait(lambda: waits_for(ticket_id, "diagnosis"), 120, "waiting for diagnosis")
+    from typer.testing import CliRunner
+
+    from aftersales.cli import app as cli
+
+    res = CliRunner().invoke(
+        cli,
+        [
+            "resume",
+            ticket_id,
+            "diagnosis",
+            "--set",
+            "cause=power board",
+            "--set",
+            "mode=on_site",
+            "--set",
+            "charge=free",
+            "--set",
+            "cost_cny=0",
+            "--set",
+            "customer_agreed=true",
+        ],
     )
+    assert res.exit_code == 0, res.output
     submit(
         ticket_id,
         "confirmation",
