@@ -24,22 +24,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aftersales.calendar import Unit, WorkCalendar
+from aftersales.settings import ROLES
 
 RULE_ID = re.compile(r"^(?P<clause>[A-Z]{2,6}(?:-[A-Z0-9]+)+)(?::(?P<variant>[a-z0-9-]+))?$")
 Kind = Literal["response", "resolution", "step", "repeat", "reminder", "policy"]
-Role = Literal[
-    "handler",
-    "team_lead",
-    "supervisor",
-    "tech_support",
-    "cs_manager",
-    "operations_director",
-    "pr",
-    "sync_group",
-    "dispatch",
-    "engineer",
-    "customer",
-]
+Role = Literal[ROLES]  # type: ignore[valid-type]  # the recipient roles of settings.ROLES
 BreachAction = Literal["escalate", "notify", "resume", "none"]
 
 
