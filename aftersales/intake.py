@@ -178,6 +178,16 @@ def accept_intake(
                 rules.append("REP-1")
             for rule_id in rules:
                 arm(s, ctx=ctx, ticket_id=ticket.id, rule_id=rule_id, start=received)
+            if payload.is_public:  # INQ-CH-SOCIAL: a public complaint is copied to PR
+                enqueue_notification(
+                    s,
+                    dedupe_key=f"pr-copy:{ticket.id}",
+                    role="pr",
+                    template="public_complaint_copy",
+                    context=ticket_context(ticket),
+                    now=now,
+                    ticket_id=ticket.id,
+                )
             if sop == Sop.REPAIR:
                 enqueue_notification(
                     s,

@@ -209,3 +209,22 @@ def test_unknown_customer_id_is_refused_naming_the_field_and_nothing_is_stored(
     assert resp.json()["errors"][0]["field"] == "customer_id"
     assert "no customer 'C-404'" in resp.json()["errors"][0]["rule"]
     assert counts() == (0, 0)
+
+
+def test_public_social_complaint_is_copied_to_pr_and_urgent_INQ_CH_SOCIAL_ESC_URGENT(
+    sqlite_db: str,
+) -> None:
+    from models.repository import get_ticket, notifications_for
+
+    r = accept_intake(
+        parse_payload({**GOOD, "channel": "social", "intake_id": "weibo-1", "is_public": True}),
+        ctx=clock_context(),
+        now=NOW,
+    )
+    with session_scope() as s:
+        notes = [(n.role, n.template) for n in notifications_for(s, ticket_id=r.ticket_id)]
+        assert get_ticket(s, ticket_id=r.ticket_id).priority == "urgent"
+        rules = {c.rule_id: c for c in clocks_for(s, ticket_id=r.ticket_id)}
+    assert ("pr", "public_complaint_copy") in notes
+    public = rules["INQ-CH-SOCIAL:public-complaint"]
+    assert (public.due_at - public.started_at).total_seconds() == 3600
