@@ -99,3 +99,40 @@ def test_policy_check_names_rule_and_field(tmp_path) -> None:  # noqa: ANN001
     f.write_text("extends: default\nrules:\n  - {id: REP-1, unit: fortnights}\n", encoding="utf-8")
     res = runner.invoke(app, ["policy", "check", str(f)])
     assert res.exit_code == 2 and "rule REP-1: field unit" in res.output
+
+
+def test_clock_pause_and_resume_from_the_cli_keep_the_remaining_time(sqlite_db: str) -> None:
+    from models.db import session_scope
+    from models.repository import clocks_for
+
+    out = runner.invoke(
+        app,
+        [
+            "intake",
+            "--channel",
+            "phone",
+            "--name",
+            "A",
+            "--contact",
+            "13812345678",
+            "--description",
+            "x",
+            "--intake-id",
+            "c-p",
+            "--sop",
+            "repair",
+            "--no-event",
+        ],
+    )
+    tid = json.loads(out.output)["ticket_id"]
+    res = runner.invoke(app, ["clock", "pause", tid, "--rule", "REP-1"])
+    assert res.exit_code == 0 and json.loads(res.output) == ["REP-1"]
+    with session_scope() as s:
+        rep1 = next(c for c in clocks_for(s, ticket_id=tid) if c.rule_id == "REP-1")
+    assert rep1.state == "paused" and 0 < rep1.remaining_seconds <= 30 * 60
+    res = runner.invoke(app, ["clock", "resume", tid])
+    assert res.exit_code == 0 and json.loads(res.output) == ["REP-1"]
+    shown = runner.invoke(app, ["ticket", tid])
+    assert shown.exit_code == 0
+    assert "138****5678" in shown.output and "13812345678" not in shown.output  # PRIV-1
+    assert "REP-1" in shown.output and "armed" in shown.output
