@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
     """Add the issue-3 commands to the main CLI app."""
     app.command("import")(import_cmd)
     app.add_typer(report_app, name="report")
+    app.command("replay")(replay_cmd)
 
 
 # ------------------------------------------------------------------ report quality
@@ -163,5 +164,162 @@ def report_quality(
         for c in data["commendations"]["handlers"]:
             typer.echo(f"  commend handler {c['handler']} ({fmt_num(c['satisfaction_avg'])})")
         typer.echo(f"  report: {data['files']['html']}")
+    if errors:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ report speed
+@report_app.command("speed")
+def report_speed(
+    months: Annotated[int, typer.Option(help="how many months back (SPD-1: 3)")] = 3,
+    end: Annotated[
+        str | None, typer.Option(help="last month YYYY-MM (default: the previous month)")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="compute over this CSV/XLSX without storing it")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="column mapping YAML")] = None,
+    scale: Annotated[int | None, typer.Option("--scale", help="satisfaction scale 10 or 5")] = None,
+    limit_hours: Annotated[
+        float | None, typer.Option(help="response limit in hours (default: the profile's, 4)")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="policy profile name or YAML file")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="reports folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Response-speed diagnosis (SPD-1/2): averages, over-limit share, top-3 types, weekly chart."""
+    from aftersales.quality import fmt_num, fmt_pct, parse_month
+    from aftersales.settings import get_settings
+    from aftersales.speed import speed_report
+
+    settings = get_settings()
+    if months < 1:
+        _fail("--months must be >= 1")
+    if end is not None:
+        try:
+            parse_month(end)
+        except ValueError as exc:
+            _fail(f"--end: {exc}")
+    if limit_hours is not None and limit_hours <= 0:
+        _fail("--limit-hours must be > 0")
+    prof = _profile(profile)
+    frame, errors = (None, [])
+    if input_file is not None:
+        frame, errors = _read_input(input_file, mapping, scale)
+        _print_row_errors(errors)
+    else:
+        from models.db import init_db
+
+        init_db()
+    data = speed_report(
+        profile=prof,
+        months=months,
+        end=end,
+        limit_hours=limit_hours,
+        frame=frame,
+        out_dir=out or settings.reports_dir,
+    )
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False))
+    else:
+        typer.echo(
+            f"Response speed {data['first_month']}..{data['end']} ({data['tickets']} tickets, "
+            f"profile {prof.name})"
+        )
+        typer.echo(f"  avg first response  {fmt_num(data['avg_first_response_hours'])} h")
+        typer.echo(f"  avg resolution      {fmt_num(data['avg_resolution_hours'])} h")
+        typer.echo(f"  over {data['limit_hours']:g} h          {fmt_pct(data['over_limit_share'])}")
+        for c in data["top_categories"]:
+            typer.echo(f"  top type {c['category']}: {c['tickets']} tickets")
+        for c in data["comparisons"]:
+            state = {True: "met", False: "MISSED", None: "n/a"}[c["met"]]
+            typer.echo(f"  SPD-2 {c['metric']}: {state} (target {c['target']:g})")
+        typer.echo(f"  report: {data['files']['html']}")
+    if errors:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ replay
+def replay_cmd(
+    profile: Annotated[str, typer.Option("--profile", help="profile B: the changed policy")],
+    against: Annotated[
+        str | None, typer.Option("--against", help="profile A (default: the current profile)")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="replay this CSV/XLSX instead of stored tickets")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="column mapping YAML")] = None,
+    month: Annotated[
+        str | None, typer.Option(help="only tickets created in this month (YYYY-MM)")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO 8601 instant for unstopped clocks (default: now)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="reports folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """What-if: replay stored or imported tickets against profile B (and A); nothing is changed."""
+    from datetime import datetime
+
+    from aftersales.calendar import WorkCalendar
+    from aftersales.clock import get_clock
+    from aftersales.quality import fmt_pct, in_window, month_bounds, parse_month
+    from aftersales.replay import replay, write_replay_report
+    from aftersales.settings import get_settings
+
+    settings = get_settings()
+    prof_b = _profile(profile)
+    prof_a = _profile(against)
+    if as_of is None:
+        when = get_clock().now()
+    else:
+        try:
+            when = datetime.fromisoformat(as_of)
+        except ValueError:
+            _fail(f"--as-of: {as_of!r} is not ISO 8601")
+            return
+        if when.tzinfo is None:
+            _fail("--as-of: needs a UTC offset, e.g. 2026-11-01T00:00:00+08:00")
+    errors: list[Any] = []
+    if input_file is not None:
+        frame, errors = _read_input(input_file, mapping, None)
+        _print_row_errors(errors)
+    else:
+        from aftersales.history import load_tickets
+        from models.db import init_db
+
+        init_db()
+        frame = load_tickets()
+    if month is not None:
+        try:
+            parse_month(month)
+        except ValueError as exc:
+            _fail(f"--month: {exc}")
+        frame = in_window(frame, *month_bounds(month, settings.timezone))
+    data = replay(frame, prof_a, prof_b, as_of=when, calendar=WorkCalendar.from_settings(settings))
+    data["files"] = write_replay_report(data, out or settings.reports_dir)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False))
+    else:
+        typer.echo(
+            f"Replay of {data['tickets']} tickets: A = {data['profile_a']}, "
+            f"B = {data['profile_b']} (as of {data['as_of']})"
+        )
+        typer.echo(
+            f"{'rule':<26} {'A limit':<16} {'B limit':<16} {'A breach':>8} {'B breach':>8}"
+            f" {'A ok':>7} {'B ok':>7}"
+        )
+        for r in data["rules"]:
+            typer.echo(
+                f"{r['rule']:<26} {r['limit_a']:<16} {r['limit_b']:<16} {r['breached_a']:>8} "
+                f"{r['breached_b']:>8} {fmt_pct(r['compliance_a']):>7} "
+                f"{fmt_pct(r['compliance_b']):>7}"
+            )
+        typer.echo(
+            f"tickets with a breach: A {data['tickets_breached_a']}, "
+            f"B {data['tickets_breached_b']}; changed: {data['tickets_changed']}"
+        )
+        typer.echo(f"report: {data['files']['html']}")
     if errors:
         raise typer.Exit(1)

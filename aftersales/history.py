@@ -402,21 +402,20 @@ def import_file(
     from models.history import HistoryTicket, ImportBatch
 
     path = Path(path)
+    try:
+        sha = file_sha256(path)
+    except OSError as exc:
+        raise HistoryFileError(f"{path}: cannot read: {exc}") from exc
+    with session_scope(url) as s:
+        seen = s.exec(select(ImportBatch).where(ImportBatch.sha256 == sha)).first()
+    if seen is not None:  # the same file again: nothing to do (not even parsing)
+        rows = seen.rows_imported + seen.rows_skipped + seen.rows_rejected
+        return ImportResult(str(path), sha, rows, 0, 0, 0, True, [])
     parsed = parse_file(path, mapping=mapping, scale=scale)
     now = now or datetime.now(UTC)
     with session_scope(url) as s:
-        seen = s.exec(select(ImportBatch).where(ImportBatch.sha256 == parsed.sha256)).first()
-        if seen is not None:
-            return ImportResult(
-                str(path),
-                parsed.sha256,
-                parsed.rows_read,
-                0,
-                0,
-                len(parsed.bad_lines),
-                True,
-                parsed.errors,
-            )
+        if s.exec(select(ImportBatch).where(ImportBatch.sha256 == parsed.sha256)).first():
+            return ImportResult(str(path), sha, parsed.rows_read, 0, 0, 0, True, [])
         df = parsed.frame
         ids = df["ticket_id"].astype(str).tolist()
         existing: set[str] = set()

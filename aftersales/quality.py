@@ -51,6 +51,18 @@ from aftersales.policy import Profile
 
 NATURAL_SECONDS = {Unit.SECONDS: 1, Unit.MINUTES: 60, Unit.HOURS: 3600, Unit.DAYS: 86400}
 NONE_GROUP = "(none)"
+# the columns the monthly metrics, contributors and charts read
+MONTH_COLUMNS = (
+    "sop",
+    "channel",
+    "category",
+    "team",
+    "handler",
+    "created_at",
+    "first_response_at",
+    "resolved_at",
+    "satisfaction",
+)
 METRICS = (
     "response_compliance",
     "fault_resolution_rate",
@@ -146,7 +158,7 @@ class VectorCalendar:
         lo = pd.Timestamp(int(starts.min()), tz="UTC").tz_convert(tz).date() - timedelta(days=1)
         hi0 = pd.Timestamp(int(starts.max()), tz="UTC").tz_convert(tz).date()
         days = seconds / max(self.calendar.working_day_seconds(), 1)
-        span = int(math.ceil(days)) * 2 + 40
+        span = int(math.ceil(days)) * 2 + 16
         n = np.int64(round(seconds * 1e9))
         while True:
             self._ensure(lo, hi0 + timedelta(days=span))
@@ -252,15 +264,14 @@ def _group_key(col: pd.Series) -> pd.Series:
 
 
 def grouped_metrics(flags: pd.DataFrame, by: pd.Series, name: str) -> list[dict[str, Any]]:
-    sums = flags.groupby(_group_key(by), observed=True, sort=True).sum()
+    grouped = flags.groupby(_group_key(by), observed=True, sort=True)
+    sums = grouped.sum()
     inq, rep, cmp_, rated = (sums[c].to_numpy() for c in ("inq", "rep", "cmp", "rated"))
     with np.errstate(divide="ignore", invalid="ignore"):
         table = pd.DataFrame(
             {
                 name: sums.index.astype(str),
-                "tickets": flags.groupby(_group_key(by), observed=True, sort=True)
-                .size()
-                .to_numpy(),
+                "tickets": grouped.size().to_numpy(),
                 "inquiries": inq,
                 "response_compliance": np.where(inq > 0, sums["inq_ok"] / inq, np.nan),
                 "repairs": rep,
@@ -316,7 +327,8 @@ def compute_quality(
 ) -> QualityResult:
     """QA-2..4 metrics for tickets created in ``month`` (local time ``tz``)."""
     start, end = month_bounds(month, tz)
-    m = in_window(df, start, end)
+    c = df["created_at"]
+    m = df.loc[(c >= pd.Timestamp(start)) & (c < pd.Timestamp(end)), list(MONTH_COLUMNS)]
     vcal = vcal or VectorCalendar(calendar or WorkCalendar(tz=tz))
     flags = quality_flags(m, profile, vcal)
     overall = _sums_to_metrics(flags.sum())

@@ -18,6 +18,14 @@ DEPLOYMENTS = {
     "repair-dispatch": ("flows.repair:repair_dispatch", REPAIR_EVENT, ["sop:repair"]),
 }
 
+# Scheduled report deployments (issue 3): name -> (flow import path, cron, tags).
+# QA-1: the quality evaluation runs before the 5th of each month for the previous month.
+REPORT_TIMEZONE = "Asia/Shanghai"
+SCHEDULED = {
+    "quality-evaluation": ("flows.quality:quality_evaluation", "0 6 1 * *", ["report:quality"]),
+    "speed-diagnosis": ("flows.quality:speed_diagnosis", "0 7 1 * *", ["report:speed"]),
+}
+
 
 def trigger_for(event: str) -> DeploymentEventTrigger:
     return DeploymentEventTrigger(
@@ -37,6 +45,14 @@ def build_deployments() -> list:
         mod, attr = path.split(":")
         fl = getattr(import_module(mod), attr)
         out.append(fl.to_deployment(name=name, tags=tags, triggers=[trigger_for(event)]))
+    from prefect.schedules import Cron
+
+    for name, (path, cron, tags) in SCHEDULED.items():
+        mod, attr = path.split(":")
+        fl = getattr(import_module(mod), attr)
+        out.append(
+            fl.to_deployment(name=name, tags=tags, schedules=[Cron(cron, timezone=REPORT_TIMEZONE)])
+        )
     return out
 
 

@@ -245,14 +245,24 @@ def test_masking_filter_masks_phone_in_log_record_PRIV_1(caplog: pytest.LogCaptu
 def test_install_log_masking_covers_child_loggers_PRIV_1(caplog: pytest.LogCaptureFixture) -> None:
     child = logging.getLogger("aftersales.test_privacy.child.deeper")
     other = logging.getLogger("test_privacy_unrelated")
+    prefect_logger = logging.getLogger("prefect.flow_runs")
+    # Prefect's own logging config (applied once prefect runs anything in this process)
+    # may stop its loggers propagating to the root: listen on the logger itself.
+    saved = (prefect_logger.level, prefect_logger.propagate)
+    prefect_logger.addHandler(caplog.handler)
+    prefect_logger.setLevel(logging.INFO)
+    prefect_logger.propagate = False
     install_log_masking(("aftersales", "prefect"))
     try:
         with caplog.at_level(logging.INFO):
             child.info("phone %s id %s", "13812345678", "11010519900307123X")
-            logging.getLogger("prefect.flow_runs").info("contact 13912345678")
+            prefect_logger.info("contact 13912345678")
             other.info("untouched 13812345678")
     finally:
         uninstall_log_masking(("aftersales", "prefect"))
+        prefect_logger.removeHandler(caplog.handler)
+        prefect_logger.setLevel(saved[0])
+        prefect_logger.propagate = saved[1]
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "phone 138****5678 id 110***********123X",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,23 @@ from aftersales.settings import ROLES, reset_settings
 from tests.conftest import route_roles_to
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger_levels():
+    """Running a flow in this process applies Prefect's logging config once (the
+    ``prefect`` loggers go to PREFECT_LOGGING_LEVEL); put the levels back so later
+    tests see the logging they saw before."""
+    manager = logging.root.manager
+    before = {
+        name: lg.level
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger) and name.startswith("prefect")
+    }
+    yield
+    for name, lg in list(manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and name.startswith("prefect"):
+            lg.setLevel(before.get(name, logging.NOTSET))
 
 
 @pytest.fixture
