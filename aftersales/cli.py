@@ -18,6 +18,8 @@ policy_app = typer.Typer(no_args_is_help=True, help="Policy profiles.")
 app.add_typer(clock_app, name="clock")
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
+privacy_app = typer.Typer(no_args_is_help=True, help="Personal data (PRIV-1/PRIV-2).")
+app.add_typer(privacy_app, name="privacy")
 
 
 @app.callback()
@@ -297,6 +299,37 @@ def policy_show(profile: Annotated[str, typer.Argument()] = "default") -> None:
     for r in p.rules.values():
         dur = f"{r.duration:g} {r.unit}" if r.duration is not None else "-"
         typer.echo(f"{r.id:<32} {dur:<18} {r.kind:<10} breach: {r.on_breach} {r.escalate_to or ''}")
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    customer_id: Annotated[str | None, typer.Option(help="registered customer")] = None,
+    contact: Annotated[str | None, typer.Option(help="phone or email on tickets")] = None,
+    reason: Annotated[str, typer.Option(help="why (kept in the record)")] = "",
+    by: Annotated[str, typer.Option("--by", help="who asked / who carries it out")] = "",
+) -> None:
+    """PRIV-2: erase a customer's personal data on request, recording who, why and when;
+    statistics (tickets, times, ratings) stay."""
+    from aftersales.clock import get_clock
+    from aftersales.erasure import ErasureError, erase_customer
+    from models.db import init_db, session_scope
+
+    init_db()
+    try:
+        with session_scope() as s:
+            rec = erase_customer(
+                s,
+                customer_id=customer_id,
+                contact=contact,
+                reason=reason,
+                requested_by=by,
+                now=get_clock().now(),
+            )
+            out = rec.model_dump(mode="json")
+    except ErasureError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(out, ensure_ascii=False))
 
 
 # ------------------------------------------------------------------ serving

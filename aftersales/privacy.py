@@ -395,7 +395,18 @@ def mask_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
-_FILTER = MaskingFilter()
+class _ScopedMaskingFilter(MaskingFilter):
+    """The filter ``install_log_masking`` puts on loggers and their handlers: a handler
+    may be shared with the root logger (Prefect's console handler is), so it masks only
+    records of the installed hierarchies and leaves other loggers' records as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _covered(record.name, _installed.get("prefixes", ())):
+            mask_record(record)
+        return True
+
+
+_FILTER = _ScopedMaskingFilter()
 _installed: dict[str, Any] = {}
 
 

@@ -314,3 +314,17 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
     sent_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+# ---------------------------------------------------------------- erasures (PRIV-2)
+class Erasure(SQLModel, table=True):
+    """The record of a personal-data erasure done on the customer's request (PRIV-2):
+    who asked, why, when and what was erased — never the erased data itself."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str | None = Field(default=None, max_length=64, index=True)
+    contact_hash: str | None = Field(default=None, max_length=64)
+    reason: str = Field(min_length=1)
+    requested_by: str = Field(min_length=1, max_length=120)
+    tickets_affected: int = 0
+    erased_at: datetime = Field(sa_column=_ts(nullable=False))
