@@ -76,6 +76,36 @@ def _check_waiting_for(run_id: str, step: str) -> None:
     pause_key = state.state_details.pause_key
     if pause_key and pause_key != step:
         raise StepError(f"step: the run waits for step {pause_key!r}, not {step!r}")
+    _wait_for_form_schema(run_id, state, step)
+
+
+def _wait_for_form_schema(run_id: str, state: Any, step: str, timeout: float = 15.0) -> None:
+    """Prefect marks a run Suspended before it stores the form's schema; a resume in
+    between is refused ("Run input schema not found"). Wait until the schema is there."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    keyset = state.state_details.run_input_keyset or {}
+    schema_key = keyset.get("schema")
+    if not schema_key:
+        return
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                client.read_flow_run_input(UUID(run_id), schema_key)
+                return
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", 404)
+                if status != 404:
+                    raise
+                if time.monotonic() > deadline:
+                    raise StepError(
+                        f"step {step}: run {run_id} has not published its form yet; try again"
+                    ) from None
+                time.sleep(0.2)
 
 
 def waiting_step(ticket_id: str) -> list[tuple[str, str]]:
