@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from aftersales.sla import ClockContext, arm, enqueue_notification, ticket_context
+from aftersales.sla import ClockContext, arm, enqueue_notification, meet, ticket_context
 from models.db import session_scope
 from models.entities import Channel, Customer, Priority, Sop, TicketCreate
 from models.repository import create_ticket
@@ -178,6 +178,18 @@ def accept_intake(
                 rules.append("REP-1")
             for rule_id in rules:
                 arm(s, ctx=ctx, ticket_id=ticket.id, rule_id=rule_id, start=received)
+            # INQ-SYNC: posted to the after-sales sync group in the intake transaction, so
+            # the post goes out with the next outbox round, not after a flow run starts
+            enqueue_notification(
+                s,
+                dedupe_key=f"INQ-SYNC:{ticket.id}",
+                role="sync_group",
+                template="sync_group_post",
+                context=ticket_context(ticket),
+                now=now,
+                ticket_id=ticket.id,
+            )
+            meet(s, ticket_id=ticket.id, at=now, rule_ids=["INQ-SYNC"])
             if payload.is_public:  # INQ-CH-SOCIAL: a public complaint is copied to PR
                 enqueue_notification(
                     s,

@@ -124,7 +124,8 @@ class ClockService:
         self._reemitted: dict[str, datetime] = {}
         self._last_orphan_scan = 0.0
 
-    def tick(self) -> int:
+    def fire(self) -> int:
+        """Fire every due clock (reminders, breaches, repeats), batch by batch."""
         now = self.clock.now()
         fired = 0
         while True:
@@ -134,15 +135,24 @@ class ClockService:
                 )
             fired += report.fired
             if report.fired < self.batch:
-                break
+                return fired
+
+    def deliver(self) -> int:
+        """One round of the notification outbox."""
         with session_scope() as s:
-            deliver_outbox(
+            rows = deliver_outbox(
                 s,
                 notifier=self.notifier,
                 now=self.clock.now(),
                 max_attempts=self.max_attempts,
                 backoff_seconds=self.backoff,
             )
+        return len(rows)
+
+    def tick(self) -> int:
+        """Fire, then deliver (the service runs both in their own loops)."""
+        fired = self.fire()
+        self.deliver()
         return fired
 
     def restart_lost_starts(
@@ -182,16 +192,20 @@ class ClockService:
 
     def seconds_until_next(self) -> float:
         with session_scope() as s:
-            nxt: datetime | None = next_wakeup(s)
+            nxt: datetime | None = next_wakeup(s, include_outbox=False)
         if nxt is None:
             return self.poll
         return max(0.0, min(self.poll, (nxt - self.clock.now()).total_seconds()))
 
     def run_forever(self) -> None:
+        """Firing and delivery run in two loops, so a slow or large outbox round never
+        delays a reminder or a breach."""
         log.info("SLA clock service started (poll %.1fs)", self.poll)
+        courier = threading.Thread(target=self._deliver_forever, name="sla-outbox", daemon=True)
+        courier.start()
         while not self._stop.is_set():
             try:
-                self.tick()
+                self.fire()
                 if time.monotonic() - self._last_orphan_scan > 30:
                     self._last_orphan_scan = time.monotonic()
                     self.restart_lost_starts()
@@ -200,6 +214,17 @@ class ClockService:
                 log.exception("SLA clock tick failed; retrying")
                 wait = self.poll
             self._stop.wait(wait)
+        courier.join(timeout=10)
+
+    def _deliver_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.deliver()
+            except Exception:
+                log.exception("notification outbox round failed; retrying")
+                sent = 0
+            if not sent:
+                self._stop.wait(min(self.poll, 0.5))
 
     def stop(self) -> None:
         self._stop.set()

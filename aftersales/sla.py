@@ -519,14 +519,17 @@ def deliver_outbox(
     return rows
 
 
-def next_wakeup(session: Session) -> datetime | None:
-    """The earliest moment anything is due (clock or notification retry)."""
+def next_wakeup(session: Session, *, include_outbox: bool = True) -> datetime | None:
+    """The earliest moment anything is due (a clock, or with ``include_outbox`` a
+    notification retry)."""
     clock = session.exec(
         select(SlaClock.next_fire_at)
         .where(SlaClock.next_fire_at.is_not(None))
         .order_by(SlaClock.next_fire_at)
         .limit(1)
     ).first()
+    if not include_outbox:
+        return clock
     notif = session.exec(
         select(Notification.next_attempt_at)
         .where(Notification.status == NotificationStatus.PENDING)

@@ -33,7 +33,8 @@ OWNER_TEAM = {  # INQ-OWNER: the team of the channel that first received the tic
 
 @task(**STEP)
 def receive_inquiry(ticket_id: str) -> dict[str, Any]:
-    """INQ-1 record, INQ-OWNER owner team, INQ-SYNC post to the after-sales sync group."""
+    """INQ-1 record and INQ-OWNER owner team (INQ-SYNC was posted at intake; queued
+    again here only for a ticket stored before that, deduplicated by its key)."""
     now = get_clock().now()
     with session_scope() as s:
         t = get_ticket(s, ticket_id=ticket_id)
