@@ -30,6 +30,21 @@ def _print_row_errors(errors: list[Any], limit: int = 200) -> None:
         typer.secho(f"... and {len(errors) - limit} more", err=True, fg=typer.colors.YELLOW)
 
 
+def _frame_or_database(
+    input_file: Path | None, mapping: Path | None, scale: int | None
+) -> tuple[Any, list[Any]]:
+    """``--input FILE``: the file's good rows as a frame and its bad rows (printed), nothing
+    stored; without it: (None, []) — the stored tickets, the schema brought up to date."""
+    if input_file is not None:
+        frame, errors = _read_input(input_file, mapping, scale)
+        _print_row_errors(errors)
+        return frame, errors
+    from models.db import init_db
+
+    init_db()
+    return None, []
+
+
 def _profile(name: str | None) -> Any:
     from aftersales.policy import PolicyError, load_profile
     from aftersales.settings import get_settings
@@ -128,14 +143,7 @@ def report_quality(
     except ValueError as exc:
         _fail(f"--month: {exc}")
     prof = _profile(profile)
-    frame, errors = (None, [])
-    if input_file is not None:
-        frame, errors = _read_input(input_file, mapping, scale)
-        _print_row_errors(errors)
-    else:
-        from models.db import init_db
-
-        init_db()
+    frame, errors = _frame_or_database(input_file, mapping, scale)
     data = quality_report(month, profile=prof, frame=frame, out_dir=out or settings.reports_dir)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False))
@@ -203,14 +211,7 @@ def report_speed(
     if limit_hours is not None and limit_hours <= 0:
         _fail("--limit-hours must be > 0")
     prof = _profile(profile)
-    frame, errors = (None, [])
-    if input_file is not None:
-        frame, errors = _read_input(input_file, mapping, scale)
-        _print_row_errors(errors)
-    else:
-        from models.db import init_db
-
-        init_db()
+    frame, errors = _frame_or_database(input_file, mapping, scale)
     data = speed_report(
         profile=prof,
         months=months,
