@@ -133,6 +133,25 @@ def initial_priority(p: IntakePayload) -> Priority:
     return Priority.NORMAL
 
 
+def open_repair_request(
+    session: Any, *, ctx: ClockContext, ticket: Any, start: datetime, now: datetime
+) -> None:
+    """REP-1: the ticket enters repair dispatch — the 30-min review clock runs from ``start``
+    and the dispatch centre gets the repair request (form 表2). Idempotent."""
+    ticket.sop = Sop.REPAIR
+    session.add(ticket)
+    arm(session, ctx=ctx, ticket_id=ticket.id, rule_id="REP-1", start=start)
+    enqueue_notification(
+        session,
+        dedupe_key=f"repair-request:{ticket.id}",
+        role="dispatch",
+        template="repair_request",
+        context=ticket_context(ticket),
+        now=now,
+        ticket_id=ticket.id,
+    )
+
+
 class IntakeResult(BaseModel):
     ticket_id: str
     created: bool
@@ -173,43 +192,26 @@ def accept_intake(
             ),
         )
         if created:
-            rules = first_response_rules(payload)
-            if sop == Sop.REPAIR:
-                rules.append("REP-1")
-            for rule_id in rules:
+            for rule_id in first_response_rules(payload):
                 arm(s, ctx=ctx, ticket_id=ticket.id, rule_id=rule_id, start=received)
             # INQ-SYNC: posted to the after-sales sync group in the intake transaction, so
             # the post goes out with the next outbox round, not after a flow run starts
-            enqueue_notification(
-                s,
-                dedupe_key=f"INQ-SYNC:{ticket.id}",
-                role="sync_group",
-                template="sync_group_post",
-                context=ticket_context(ticket),
-                now=now,
-                ticket_id=ticket.id,
-            )
-            meet(s, ticket_id=ticket.id, at=now, rule_ids=["INQ-SYNC"])
+            posts = [("INQ-SYNC", "sync_group", "sync_group_post")]
             if payload.is_public:  # INQ-CH-SOCIAL: a public complaint is copied to PR
+                posts.append(("pr-copy", "pr", "public_complaint_copy"))
+            for key, role, template in posts:
                 enqueue_notification(
                     s,
-                    dedupe_key=f"pr-copy:{ticket.id}",
-                    role="pr",
-                    template="public_complaint_copy",
+                    dedupe_key=f"{key}:{ticket.id}",
+                    role=role,
+                    template=template,
                     context=ticket_context(ticket),
                     now=now,
                     ticket_id=ticket.id,
                 )
+            meet(s, ticket_id=ticket.id, at=now, rule_ids=["INQ-SYNC"])
             if sop == Sop.REPAIR:
-                enqueue_notification(
-                    s,
-                    dedupe_key=f"repair-request:{ticket.id}",
-                    role="dispatch",
-                    template="repair_request",
-                    context=ticket_context(ticket),
-                    now=now,
-                    ticket_id=ticket.id,
-                )
+                open_repair_request(s, ctx=ctx, ticket=ticket, start=received, now=now)
         tid = ticket.id
     event = (REPAIR_EVENT if sop == Sop.REPAIR else INQUIRY_EVENT) if created else None
     if event and emit is not None:

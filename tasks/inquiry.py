@@ -8,11 +8,11 @@ from prefect import get_run_logger, task
 
 from aftersales import sla
 from aftersales.clock import get_clock
-from aftersales.intake import REPAIR_EVENT
+from aftersales.intake import REPAIR_EVENT, open_repair_request
 from aftersales.runtime import clock_context, emit_prefect_event
 from aftersales.sla import ticket_context
 from models.db import session_scope
-from models.entities import Category, Channel, Escalation, Priority, Sop, TicketStatus
+from models.entities import Category, Channel, Escalation, Priority, TicketStatus
 from models.repository import get_ticket
 from tasks.common import STEP, current_flow_run_id, tag_run
 
@@ -33,9 +33,7 @@ OWNER_TEAM = {  # INQ-OWNER: the team of the channel that first received the tic
 
 @task(**STEP)
 def receive_inquiry(ticket_id: str) -> dict[str, Any]:
-    """INQ-1 record and INQ-OWNER owner team (INQ-SYNC was posted at intake; queued
-    again here only for a ticket stored before that, deduplicated by its key)."""
-    now = get_clock().now()
+    """INQ-1 record and INQ-OWNER owner team (INQ-SYNC was posted at intake)."""
     with session_scope() as s:
         t = get_ticket(s, ticket_id=ticket_id)
         t.owner_team = t.owner_team or OWNER_TEAM[t.channel]
@@ -48,16 +46,6 @@ def receive_inquiry(ticket_id: str) -> dict[str, Any]:
             t.contact,
             t.description,
         )
-        sla.enqueue_notification(
-            s,
-            dedupe_key=f"INQ-SYNC:{ticket_id}",
-            role="sync_group",
-            template="sync_group_post",
-            context=ticket_context(t),
-            now=now,
-            ticket_id=ticket_id,
-        )
-        sla.meet(s, ticket_id=ticket_id, at=now, rule_ids=["INQ-SYNC"])
         return {"channel": str(t.channel), "owner_team": t.owner_team}
 
 
@@ -90,18 +78,7 @@ def start_repair_dispatch(ticket_id: str) -> str:
     now = get_clock().now()
     with session_scope() as s:
         t = get_ticket(s, ticket_id=ticket_id)
-        t.sop = Sop.REPAIR
-        s.add(t)
-        sla.arm(s, ctx=clock_context(), ticket_id=ticket_id, rule_id="REP-1", start=now)
-        sla.enqueue_notification(
-            s,
-            dedupe_key=f"repair-request:{ticket_id}",
-            role="dispatch",
-            template="repair_request",
-            context=ticket_context(t),
-            now=now,
-            ticket_id=ticket_id,
-        )
+        open_repair_request(s, ctx=clock_context(), ticket=t, start=now, now=now)
         payload = {"ticket_id": ticket_id, "sop": "repair", "channel": str(t.channel)}
     emit_prefect_event(
         REPAIR_EVENT,
