@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROLES = (
     "handler",
@@ -37,10 +37,14 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     # Working periods of a working day, "HH:MM-HH:MM" comma separated.
     working_hours: str = "09:00-18:00"
-    # What the calendar does for a year the holiday data does not cover:
-    # "weekends" counts Monday-Friday as working days and logs a warning;
-    # "error" refuses to compute the deadline.
-    calendar_unknown_year: Literal["weekends", "error"] = "weekends"
+    # What the calendar does for a year neither a calendar file nor chinese-calendar covers:
+    # "statutory" (old name "weekends", same meaning) counts weekends and the statutory
+    # holidays of the `holidays` package as days off and warns that make-up workdays
+    # are unknown; "error" refuses to compute the deadline.
+    calendar_unknown_year: Literal["statutory", "weekends", "error"] = "statutory"
+    # State Council holiday arrangements as YAML calendar files (or directories of
+    # them), comma separated; they take precedence over both packages.
+    calendar_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     policy_profile: str = "default"
     policy_file: Path | None = None
     # Apprise URLs per role, comma separated, e.g. AFTERSALES_NOTIFY_TEAM_LEAD=json://host/path
@@ -66,6 +70,13 @@ class Settings(BaseSettings):
     # Default product warranty (REP-1) when the product catalogue gives none.
     warranty_months: int = 12
     reports_dir: Path = Path("reports")
+
+    @field_validator("calendar_files", mode="before")
+    @classmethod
+    def _split_paths(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
     @field_validator("time_scale")
     @classmethod
