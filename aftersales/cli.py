@@ -388,6 +388,9 @@ def up(
 from aftersales.cli_reports import register  # noqa: E402  (issue 3 commands)
 
 register(app)
+from aftersales.cli_calendar import calendar_app  # noqa: E402  (issue 6: calendar)
+
+app.add_typer(calendar_app, name="calendar")
 
 
 if __name__ == "__main__":

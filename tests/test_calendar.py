@@ -10,6 +10,14 @@ Every expected value was worked out by hand against chinese_calendar 1.11.0:
 * National Day 2026-10-01..10-07 off; Saturday 10-10 a make-up workday,
   Sunday 10-11 an ordinary weekend day.
 * The data ends with 2026: 2027 is not covered.
+
+For 2027 the fallback is the ``holidays`` package (0.108), which gives the
+statutory days and moves a holiday that falls on a weekend to the next
+weekday: New Year 2027-01-01 (Fri); Spring Festival 02-05 (Fri, eve) .. 02-08
+(Mon) with 02-09/02-10 (Tue/Wed) for the weekend days; Labour Day 05-01..05-04;
+National Day 10-01..10-05.  2028-01-01 is a Saturday, moved to Mon 01-03.
+The calendar files written by these tests are made-up arrangements, not the
+State Council's.
 """
 
 from __future__ import annotations
@@ -23,8 +31,13 @@ import pytest
 
 from aftersales.calendar import (
     MAX_SCAN_DAYS,
+    SOURCE_CHINESE_CALENDAR,
+    SOURCE_HOLIDAYS_PACKAGE,
     CalendarYearNotCovered,
     DueExplanation,
+    HolidayData,
+    MadeUpWorkday,
+    SkippedDay,
     Unit,
     WorkCalendar,
 )
@@ -91,6 +104,7 @@ def test_from_settings_uses_timezone_periods_and_unknown_year_mode() -> None:
     assert c.periods == ((time(8), time(12)), (time(13), time(17, 30)))
     assert c.unknown_year == "error"
     assert c.working_day_seconds() == 8.5 * 3600
+    assert c.calendar_files == ()
 
 
 # -- is_working_day -------------------------------------------------------------
@@ -228,7 +242,8 @@ def test_make_up_workdays_count_as_working_days(
 ) -> None:
     explanation = cal.explain(start, amount, Unit.WORKING_DAYS)
     assert explanation.due == due
-    assert explanation.workdays_made_up == made_up
+    assert [m.date for m in explanation.workdays_made_up] == made_up
+    assert {m.source for m in explanation.workdays_made_up} == {SOURCE_CHINESE_CALENDAR}
 
 
 # -- working-hour edges -----------------------------------------------------------
@@ -413,55 +428,149 @@ def test_result_is_in_calendar_timezone_for_utc_start(cal: WorkCalendar) -> None
 @pytest.mark.parametrize(
     ("start", "amount", "unit", "due"),
     [
-        # 8 h on 12-31, 9 h on Fri 2027-01-01 (fallback: a weekday), 9 h Mon 01-04, 1 h 01-05
-        (sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS, sh(2027, 1, 5, 10)),
-        (sh(2026, 12, 31, 10), 1, Unit.WORKING_DAYS, sh(2027, 1, 1, 10)),
-        (sh(2026, 12, 31, 18), 1, Unit.WORKING_HOURS, sh(2027, 1, 1, 10)),
+        # 8 h on 12-31; Fri 2027-01-01 New Year's Day (holidays package) and the weekend
+        # skipped; 9 h Mon 01-04, 9 h Tue 01-05, 1 h Wed 01-06
+        (sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS, sh(2027, 1, 6, 10)),
+        (sh(2026, 12, 31, 10), 1, Unit.WORKING_DAYS, sh(2027, 1, 4, 10)),
+        (sh(2026, 12, 31, 18), 1, Unit.WORKING_HOURS, sh(2027, 1, 4, 10)),
+        (sh(2027, 1, 1, 10), 1, Unit.WORKING_HOURS, sh(2027, 1, 4, 10)),
         (sh(2027, 1, 2, 10), 1, Unit.WORKING_HOURS, sh(2027, 1, 4, 10)),
     ],
     ids=[
         "three_working_days_from_new_years_eve",
         "one_working_day_from_new_years_eve",
         "one_working_hour_from_new_years_eve_closing",
+        "new_years_day_2027_is_a_holiday",
         "saturday_in_2027_is_a_weekend",
     ],
 )
-def test_year_boundary_weekends_fallback(
-    start: datetime, amount: float, unit: Unit, due: datetime
+@pytest.mark.parametrize("mode", ["statutory", "weekends"])
+def test_year_boundary_statutory_fallback(
+    mode: str, start: datetime, amount: float, unit: Unit, due: datetime
 ) -> None:
-    c = WorkCalendar(unknown_year="weekends")
+    c = WorkCalendar(unknown_year=mode)  # type: ignore[arg-type]
+    assert c.unknown_year == "statutory"  # "weekends" is the old name, same meaning
     explanation = c.explain(start, amount, unit)
     assert explanation.due == due
     assert explanation.fallback_years == [2027]
 
 
-def test_year_boundary_fallback_logs_one_warning_per_year(
+@pytest.mark.parametrize(
+    ("day", "working", "kind", "name", "source"),
+    [
+        (date(2027, 1, 1), False, "holiday", "New Year's Day", SOURCE_HOLIDAYS_PACKAGE),
+        (date(2027, 1, 2), False, "weekend", None, "weekend"),
+        (date(2027, 1, 4), True, "weekday", None, "weekday"),
+        (date(2027, 2, 4), True, "weekday", None, "weekday"),
+        (date(2027, 2, 5), False, "holiday", "Chinese New Year's Eve", SOURCE_HOLIDAYS_PACKAGE),
+        (
+            date(2027, 2, 6),
+            False,
+            "holiday",
+            "Chinese New Year (Spring Festival)",
+            SOURCE_HOLIDAYS_PACKAGE,
+        ),
+        (
+            date(2027, 2, 10),
+            False,
+            "holiday",
+            "Chinese New Year (Spring Festival) (observed)",
+            SOURCE_HOLIDAYS_PACKAGE,
+        ),
+        (date(2027, 2, 11), True, "weekday", None, "weekday"),
+        # make-up workdays are unknown: a Saturday after the festival stays off
+        (date(2027, 2, 13), False, "weekend", None, "weekend"),
+        (date(2027, 5, 4), False, "holiday", "Labor Day (observed)", SOURCE_HOLIDAYS_PACKAGE),
+        (date(2027, 10, 5), False, "holiday", "National Day (observed)", SOURCE_HOLIDAYS_PACKAGE),
+        (date(2027, 10, 6), True, "weekday", None, "weekday"),
+        (date(2028, 1, 3), False, "holiday", "New Year's Day (observed)", SOURCE_HOLIDAYS_PACKAGE),
+    ],
+)
+def test_uncovered_year_days_come_from_the_holidays_package(
+    cal: WorkCalendar, day: date, working: bool, kind: str, name: str | None, source: str
+) -> None:
+    info = cal.day(day)
+    assert (info.working, info.kind.value, info.name, info.source) == (working, kind, name, source)
+    assert info.basis == SOURCE_HOLIDAYS_PACKAGE
+    assert cal.is_working_day(day) is working
+
+
+def test_new_years_day_2027_is_not_a_working_day(cal: WorkCalendar) -> None:
+    assert cal.is_working_day(date(2027, 1, 1)) is False
+    assert cal.is_working_day(sh(2027, 1, 1, 10)) is False
+    assert cal.next_working_instant(sh(2027, 1, 1, 10)) == sh(2027, 1, 4, 9)
+    assert cal.working_seconds_between(sh(2026, 12, 31, 17), sh(2027, 1, 4, 10)) == 2 * 3600
+
+
+def test_working_days_across_the_2027_spring_festival_skip_it(cal: WorkCalendar) -> None:
+    # 8 h Thu 02-04, Fri 02-05 .. Wed 02-10 off, 9 h Thu 02-11, 1 h Fri 02-12
+    explanation = cal.explain(sh(2027, 2, 4, 10), 2, Unit.WORKING_DAYS)
+    assert explanation.due == sh(2027, 2, 12, 10)
+    assert [s.date for s in explanation.days_skipped] == [
+        date(2027, 2, day) for day in range(5, 11)
+    ]
+    assert {s.source for s in explanation.days_skipped} == {SOURCE_HOLIDAYS_PACKAGE}
+    assert explanation.days_skipped[1] == SkippedDay(
+        date(2027, 2, 6), "holiday: Chinese New Year (Spring Festival)", SOURCE_HOLIDAYS_PACKAGE
+    )
+    assert explanation.fallback_years == [2027]
+    assert explanation.workdays_made_up == []
+    lines = explanation.lines()
+    assert (
+        "skipped 2027-02-06 (Sat): holiday: Chinese New Year (Spring Festival) [holidays-package]"
+        in lines
+    )
+    assert any(
+        line.startswith("year 2027 is not covered") and "make-up workdays (调休) unknown" in line
+        for line in lines
+    )
+
+
+def test_uncovered_year_fallback_logs_one_warning_per_year(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    c = WorkCalendar(unknown_year="weekends")
+    c = WorkCalendar()
     with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
-        assert c.add(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS) == sh(2027, 1, 5, 10)
+        assert c.add(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS) == sh(2027, 1, 6, 10)
         assert c.is_working_day(date(2027, 1, 4)) is True
         assert c.is_working_day(date(2027, 1, 9)) is False
         assert c.is_working_day(date(2027, 6, 7)) is True
+        assert c.year_source(2027).make_up_workdays_known is False
     records = [r for r in caplog.records if r.name == "aftersales.calendar"]
     assert len(records) == 1
-    assert "2027" in records[0].getMessage()
+    message = records[0].getMessage()
+    assert "2027" in message and "holidays package" in message
+    assert "make-up workdays (调休) for 2027 are unknown" in message
+    assert "AFTERSALES_CALENDAR_FILES" in message
     assert records[0].levelno == logging.WARNING
     with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
-        assert c.is_working_day(date(2028, 1, 3)) is True  # Monday
+        assert c.is_working_day(date(2028, 1, 4)) is True  # Tuesday
     records = [r for r in caplog.records if r.name == "aftersales.calendar"]
     assert len(records) == 2
     assert "2028" in records[1].getMessage()
+    # per calendar: a second calendar warns again for 2027
+    with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
+        WorkCalendar().is_working_day(date(2027, 1, 4))
+    records = [r for r in caplog.records if r.name == "aftersales.calendar"]
+    assert len(records) == 3
 
 
-def test_year_boundary_explain_lists_fallback_weekend(cal: WorkCalendar) -> None:
+def test_year_boundary_explain_lists_holiday_and_weekend_with_sources(cal: WorkCalendar) -> None:
     explanation = cal.explain(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS)
     assert explanation.days_skipped == [
-        (date(2027, 1, 2), "weekend"),
-        (date(2027, 1, 3), "weekend"),
+        (date(2027, 1, 1), "holiday: New Year's Day", SOURCE_HOLIDAYS_PACKAGE),
+        (date(2027, 1, 2), "weekend", "weekend"),
+        (date(2027, 1, 3), "weekend", "weekend"),
     ]
-    assert any("year 2027 is not covered" in line for line in explanation.lines())
+    assert explanation.holiday_data == [
+        HolidayData(2026, SOURCE_CHINESE_CALENDAR),
+        HolidayData(2027, SOURCE_HOLIDAYS_PACKAGE),
+    ]
+    lines = explanation.lines()
+    assert "skipped 2027-01-01 (Fri): holiday: New Year's Day [holidays-package]" in lines
+    assert "skipped 2027-01-02 (Sat): weekend" in lines
+    assert "holiday data for 2026: chinese-calendar" in lines
+    assert any("year 2027 is not covered" in line for line in lines)
 
 
 def test_year_before_coverage_also_falls_back(cal: WorkCalendar) -> None:
@@ -469,7 +578,21 @@ def test_year_before_coverage_also_falls_back(cal: WorkCalendar) -> None:
     explanation = cal.explain(sh(2003, 12, 31, 10), 1, Unit.WORKING_DAYS)
     assert explanation.due == sh(2004, 1, 2, 10)
     assert explanation.fallback_years == [2003]
-    assert explanation.days_skipped == [(date(2004, 1, 1), "holiday: New Year's Day")]
+    assert explanation.days_skipped == [
+        (date(2004, 1, 1), "holiday: New Year's Day", SOURCE_CHINESE_CALENDAR)
+    ]
+
+
+def test_year_without_any_holiday_data_counts_monday_to_friday(
+    cal: WorkCalendar, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the holidays package computes China's holidays for 1950..2100 only
+    with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
+        assert cal.is_working_day(date(2101, 1, 3)) is True  # Monday
+        assert cal.is_working_day(date(2101, 1, 1)) is False  # Saturday
+    assert cal.days_of_year(2101) == []
+    (record,) = [r for r in caplog.records if r.name == "aftersales.calendar"]
+    assert "no China holidays for 2101 either" in record.getMessage()
 
 
 @pytest.mark.parametrize(
@@ -689,10 +812,12 @@ def test_explain_lists_national_day_holidays(cal: WorkCalendar) -> None:
     assert explanation.unit is Unit.WORKING_DAYS
     assert explanation.working_seconds == 18 * 3600
     assert explanation.days_skipped == [
-        (date(2026, 10, day), "holiday: National Day") for day in range(1, 8)
+        (date(2026, 10, day), "holiday: National Day", SOURCE_CHINESE_CALENDAR)
+        for day in range(1, 8)
     ]
     assert explanation.workdays_made_up == []
     assert explanation.fallback_years == []
+    assert explanation.holiday_data == [HolidayData(2026, SOURCE_CHINESE_CALENDAR)]
     assert explanation.periods_used == [
         (sh(2026, 9, 30, 10), sh(2026, 9, 30, 18)),
         (sh(2026, 10, 8, 9), sh(2026, 10, 8, 18)),
@@ -701,8 +826,9 @@ def test_explain_lists_national_day_holidays(cal: WorkCalendar) -> None:
     lines = explanation.lines()
     assert lines[0] == "start: 2026-09-30T10:00:00+08:00 (Wed)"
     assert lines[1] == "add 2 working days = 18 h of working time"
-    assert "skipped 2026-10-01 (Thu): holiday: National Day" in lines
-    assert "skipped 2026-10-07 (Wed): holiday: National Day" in lines
+    assert "skipped 2026-10-01 (Thu): holiday: National Day [chinese-calendar]" in lines
+    assert "skipped 2026-10-07 (Wed): holiday: National Day [chinese-calendar]" in lines
+    assert "holiday data for 2026: chinese-calendar" in lines
     assert "worked 2026-10-08 09:00:00-18:00:00 (9 h)" in lines
     assert lines[-1] == "due: 2026-10-09T10:00:00+08:00 (Fri)"
 
@@ -711,34 +837,40 @@ def test_explain_lists_spring_festival_and_make_up_workday(cal: WorkCalendar) ->
     explanation = cal.explain(sh(2026, 2, 13, 10), 2, Unit.WORKING_DAYS)
     assert explanation.due == sh(2026, 2, 24, 10)
     assert explanation.days_skipped == [
-        (date(2026, 2, day), "holiday: Spring Festival") for day in range(15, 24)
+        (date(2026, 2, day), "holiday: Spring Festival", SOURCE_CHINESE_CALENDAR)
+        for day in range(15, 24)
     ]
-    assert explanation.workdays_made_up == [date(2026, 2, 14)]
+    assert explanation.workdays_made_up == [
+        MadeUpWorkday(date(2026, 2, 14), "Spring Festival", SOURCE_CHINESE_CALENDAR)
+    ]
     lines = explanation.lines()
-    assert "counted 2026-02-14 (Sat) as a make-up workday (调休)" in lines
-    assert "skipped 2026-02-16 (Mon): holiday: Spring Festival" in lines
+    assert (
+        "counted 2026-02-14 (Sat) as a make-up workday (调休) for Spring Festival "
+        "[chinese-calendar]" in lines
+    )
+    assert "skipped 2026-02-16 (Mon): holiday: Spring Festival [chinese-calendar]" in lines
 
 
 def test_explain_distinguishes_weekend_from_holiday(cal: WorkCalendar) -> None:
     # 10-10 is a make-up Saturday, 10-11 an ordinary Sunday
     explanation = cal.explain(sh(2026, 10, 9, 10), 2, Unit.WORKING_DAYS)
     assert explanation.due == sh(2026, 10, 12, 10)
-    assert explanation.days_skipped == [(date(2026, 10, 11), "weekend")]
-    assert explanation.workdays_made_up == [date(2026, 10, 10)]
+    assert explanation.days_skipped == [(date(2026, 10, 11), "weekend", "weekend")]
+    assert [m.date for m in explanation.workdays_made_up] == [date(2026, 10, 10)]
     # Mid-autumn: Friday is a holiday, the weekend days are part of it
     explanation = cal.explain(sh(2026, 9, 24, 10), 1, Unit.WORKING_DAYS)
     assert explanation.days_skipped == [
-        (date(2026, 9, 25), "holiday: Mid-autumn Festival"),
-        (date(2026, 9, 26), "holiday: Mid-autumn Festival"),
-        (date(2026, 9, 27), "holiday: Mid-autumn Festival"),
+        (date(2026, 9, 25), "holiday: Mid-autumn Festival", SOURCE_CHINESE_CALENDAR),
+        (date(2026, 9, 26), "holiday: Mid-autumn Festival", SOURCE_CHINESE_CALENDAR),
+        (date(2026, 9, 27), "holiday: Mid-autumn Festival", SOURCE_CHINESE_CALENDAR),
     ]
 
 
 def test_explain_ordinary_weekend(cal: WorkCalendar) -> None:
     explanation = cal.explain(sh(2026, 11, 20, 10), 1, Unit.WORKING_DAYS)
     assert explanation.days_skipped == [
-        (date(2026, 11, 21), "weekend"),
-        (date(2026, 11, 22), "weekend"),
+        (date(2026, 11, 21), "weekend", "weekend"),
+        (date(2026, 11, 22), "weekend", "weekend"),
     ]
     assert explanation.periods_used == [
         (sh(2026, 11, 20, 10), sh(2026, 11, 20, 18)),
@@ -768,20 +900,28 @@ def test_to_dict_uses_iso_strings_with_shanghai_offset(cal: WorkCalendar) -> Non
             ["2026-10-10T09:00:00+08:00", "2026-10-10T10:00:00+08:00"],
         ],
         "days_skipped": [],
-        "workdays_made_up": ["2026-10-10"],
+        "workdays_made_up": [
+            {"date": "2026-10-10", "name": "National Day", "source": "chinese-calendar"}
+        ],
         "fallback_years": [],
+        "holiday_data": [{"year": 2026, "source": "chinese-calendar"}],
     }
     assert json.loads(json.dumps(data)) == data
 
 
 def test_to_dict_records_skipped_days_and_fallback_years(cal: WorkCalendar) -> None:
     data = cal.explain(sh(2026, 12, 31, 10), 3, Unit.WORKING_DAYS).to_dict()
-    assert data["due"] == "2027-01-05T10:00:00+08:00"
+    assert data["due"] == "2027-01-06T10:00:00+08:00"
     assert data["days_skipped"] == [
-        {"date": "2027-01-02", "reason": "weekend"},
-        {"date": "2027-01-03", "reason": "weekend"},
+        {"date": "2027-01-01", "reason": "holiday: New Year's Day", "source": "holidays-package"},
+        {"date": "2027-01-02", "reason": "weekend", "source": "weekend"},
+        {"date": "2027-01-03", "reason": "weekend", "source": "weekend"},
     ]
     assert data["fallback_years"] == [2027]
+    assert data["holiday_data"] == [
+        {"year": 2026, "source": "chinese-calendar"},
+        {"year": 2027, "source": "holidays-package"},
+    ]
     assert all(a.endswith("+08:00") and b.endswith("+08:00") for a, b in data["periods_used"])
     json.dumps(data)
 
