@@ -347,7 +347,8 @@ def _unknown_keys(
     for key in entry:
         if key not in allowed:
             prefix = f"{where}." if where else ""
-            errors.append((f"{prefix}{key}", f"unknown field; allowed: {', '.join(allowed)}"))
+            name = key if isinstance(key, str) else repr(key)  # YAML reads `off:` as False
+            errors.append((f"{prefix}{name}", f"unknown field; allowed: {', '.join(allowed)}"))
 
 
 def _entry_list(

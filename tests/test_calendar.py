@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,6 +34,7 @@ from aftersales.calendar import (
     MAX_SCAN_DAYS,
     SOURCE_CHINESE_CALENDAR,
     SOURCE_HOLIDAYS_PACKAGE,
+    CalendarFileError,
     CalendarYearNotCovered,
     DueExplanation,
     HolidayData,
@@ -40,6 +42,8 @@ from aftersales.calendar import (
     SkippedDay,
     Unit,
     WorkCalendar,
+    load_calendar_file,
+    load_calendar_files,
 )
 from aftersales.settings import Settings
 
@@ -1026,3 +1030,312 @@ def test_non_shanghai_working_seconds_over_dst_change(berlin_cal: WorkCalendar) 
 def test_non_shanghai_next_working_instant(berlin_cal: WorkCalendar) -> None:
     # 2026-11-23 07:00 Berlin is before opening; 14:00 Shanghai == 07:00 Berlin
     assert berlin_cal.next_working_instant(sh(2026, 11, 23, 14)) == berlin(2026, 11, 23, 8)
+
+
+# -- calendar files -----------------------------------------------------------------------------
+
+# A made-up 2027 arrangement (the State Council's real one is not in this repo):
+# Spring Festival Fri 02-05 .. Fri 02-12 off, Saturday 02-13 a make-up workday.
+CN_2027 = """\
+year: 2027
+source: test arrangement, not the State Council's
+holidays:
+  - {date: 2027-01-01, name: New Year's Day}
+  - {from: 2027-02-05, to: 2027-02-12, name: Spring Festival}
+workdays:
+  - {date: 2027-02-13, name: Spring Festival}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def cn_2027(tmp_path: Path) -> Path:
+    return write(tmp_path, "cn-2027.yaml", CN_2027)
+
+
+@pytest.mark.parametrize(
+    ("day", "working", "kind", "name", "by_file"),
+    [
+        (date(2027, 1, 1), False, "holiday", "New Year's Day", True),
+        (date(2027, 2, 4), True, "weekday", None, False),
+        (date(2027, 2, 5), False, "holiday", "Spring Festival", True),
+        (date(2027, 2, 11), False, "holiday", "Spring Festival", True),  # package: a weekday
+        (date(2027, 2, 12), False, "holiday", "Spring Festival", True),
+        (date(2027, 2, 13), True, "make_up_workday", "Spring Festival", True),  # a Saturday
+        (date(2027, 2, 14), False, "weekend", None, False),
+        # the file is complete for 2027: a day the package calls a holiday but the file
+        # does not list is an ordinary day
+        (date(2027, 4, 5), True, "weekday", None, False),
+        (date(2027, 10, 4), True, "weekday", None, False),
+    ],
+)
+def test_calendar_file_decides_its_year(
+    cn_2027: Path, day: date, working: bool, kind: str, name: str | None, by_file: bool
+) -> None:
+    c = WorkCalendar(calendar_files=[cn_2027])
+    info = c.day(day)
+    label = f"file:{cn_2027}"
+    expected_source = label if by_file else kind
+    assert (info.working, info.kind.value, info.name, info.source) == (
+        working,
+        kind,
+        name,
+        expected_source,
+    )
+    assert info.basis == label
+    assert c.is_working_day(day) is working
+
+
+def test_calendar_file_make_up_saturday_is_worked_and_explained(cn_2027: Path) -> None:
+    c = WorkCalendar(calendar_files=[cn_2027])
+    # 8 h Thu 02-04, 02-05..02-12 off, Saturday 02-13 worked in full, 1 h Mon 02-15
+    explanation = c.explain(sh(2027, 2, 4, 10), 2, Unit.WORKING_DAYS)
+    label = f"file:{cn_2027}"
+    assert explanation.due == sh(2027, 2, 15, 10)
+    assert explanation.workdays_made_up == [
+        MadeUpWorkday(date(2027, 2, 13), "Spring Festival", label)
+    ]
+    assert explanation.days_skipped[0] == (date(2027, 2, 5), "holiday: Spring Festival", label)
+    assert explanation.days_skipped[-1] == (date(2027, 2, 14), "weekend", "weekend")
+    assert explanation.fallback_years == []
+    assert explanation.holiday_data == [HolidayData(2027, label)]
+    lines = explanation.lines()
+    assert f"skipped 2027-02-05 (Fri): holiday: Spring Festival [{label}]" in lines
+    assert (
+        f"counted 2027-02-13 (Sat) as a make-up workday (调休) for Spring Festival [{label}]"
+        in lines
+    )
+    assert f"holiday data for 2027: {label}" in lines
+    assert not any("not covered" in line for line in lines)
+
+
+def test_calendar_file_year_neither_warns_nor_raises(
+    cn_2027: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    strict = WorkCalendar(unknown_year="error", calendar_files=[cn_2027])
+    with caplog.at_level(logging.WARNING, logger="aftersales.calendar"):
+        assert strict.add(sh(2026, 12, 31, 10), 1, Unit.WORKING_DAYS) == sh(2027, 1, 4, 10)
+        source = strict.year_source(2027)
+    assert [r for r in caplog.records if r.name == "aftersales.calendar"] == []
+    assert (source.source, source.reference, source.make_up_workdays_known) == (
+        f"file:{cn_2027}",
+        "test arrangement, not the State Council's",
+        True,
+    )
+    # "error" still refuses an uncovered year without a file
+    with pytest.raises(CalendarYearNotCovered, match="2028"):
+        strict.is_working_day(date(2028, 1, 4))
+
+
+def test_calendar_file_takes_precedence_over_chinese_calendar(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "cn-2026.yaml",
+        "year: 2026\nsource: test\nholidays:\n  - {date: 2026-11-20, name: Test Day}\n",
+    )
+    c = WorkCalendar(calendar_files=[path])
+    label = f"file:{path}"
+    assert c.day(date(2026, 11, 20)).source == label
+    assert c.is_working_day(date(2026, 11, 20)) is False
+    assert c.is_working_day(date(2026, 10, 1)) is True  # chinese-calendar's National Day
+    assert c.is_working_day(date(2026, 10, 10)) is False  # its make-up Saturday
+    assert c.day(date(2025, 10, 1)).source == SOURCE_CHINESE_CALENDAR  # other years unchanged
+    assert c.add(sh(2026, 11, 19, 10), 1, Unit.WORKING_DAYS) == sh(2026, 11, 23, 10)
+
+
+def test_shipped_example_file_reproduces_chinese_calendar_2026() -> None:
+    example = Path(__file__).parents[1] / "aftersales" / "calendars" / "cn-2026.yaml"
+    from_file = WorkCalendar(calendar_files=[example.parent])  # a directory works too
+    package = WorkCalendar()
+    assert [a.year for a in from_file.arrangements] == [2026]
+    compared = 0
+    d = date(2026, 1, 1)
+    while d.year == 2026:
+        a, b = from_file.day(d), package.day(d)
+        assert (a.working, a.kind, a.name) == (b.working, b.kind, b.name), d
+        compared += 1
+        d += timedelta(days=1)
+    assert compared == 365
+    assert len(from_file.days_of_year(2026)) == len(package.days_of_year(2026)) == 33 + 6
+
+
+def test_calendar_file_may_list_the_december_before(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "cn-2028.yaml",
+        "year: 2028\nsource: test\n"
+        "holidays:\n  - {from: 2027-12-31, to: 2028-01-03, name: New Year's Day}\n"
+        "workdays:\n  - {date: 2027-12-26, name: New Year's Day}\n",
+    )
+    c = WorkCalendar(calendar_files=[path])
+    label = f"file:{path}"
+    assert (c.day(date(2027, 12, 31)).working, c.day(date(2027, 12, 31)).source) == (False, label)
+    assert (c.day(date(2027, 12, 26)).working, c.day(date(2027, 12, 26)).source) == (True, label)
+    assert c.day(date(2027, 12, 30)).source == "weekday"  # the rest of 2027: holidays package
+    assert c.day(date(2027, 12, 30)).basis == SOURCE_HOLIDAYS_PACKAGE
+    assert [d.date for d in c.days_of_year(2027)][-2:] == [date(2027, 12, 26), date(2027, 12, 31)]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "rule"),
+    [
+        ("- 1\n- 2\n", "(file)", "must be a mapping with keys year, source, holidays, workdays"),
+        ("year: 2027\nsource: x\nholidays: []\n", "holidays", "must list at least one holiday"),
+        ("source: x\nholidays:\n  - {date: 2027-01-01, name: A}\n", "year", "required"),
+        ('year: "2027"\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n', "year",
+         "must be an integer year"),
+        ("year: 1900\nsource: x\nholidays:\n  - {date: 1900-01-01, name: A}\n", "year",
+         "must be between 1950 and 2100"),
+        ("year: 2027\nholidays:\n  - {date: 2027-01-01, name: A}\n", "source",
+         "required: the State Council notice"),
+        ("year: 2027\nsource: ' '\nholidays:\n  - {date: 2027-01-01, name: A}\n", "source",
+         "must be a non-empty string"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\nnotes: hi\n",
+         "notes", "unknown field; allowed: year, source, holidays, workdays"),
+        ("year: 2027\nsource: x\nholidays: {date: 2027-01-01}\n", "holidays", "must be a list"),
+        ("year: 2027\nsource: x\nholidays:\n  - 2027-01-01\n", "holidays[0]",
+         "must be a mapping {date or from/to, name}"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01}\n", "holidays[0].name",
+         "required: the holiday's name"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: ''}\n",
+         "holidays[0].name", "must be a non-empty string"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A, note: x}\n",
+         "holidays[0].note", "unknown field; allowed: date, from, to, name"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 01/02/2027, name: A}\n",
+         "holidays[0].date", "must be a date YYYY-MM-DD"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: '2027-02-30', name: A}\n",
+         "holidays[0].date", "is not a valid date"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01 10:00:00, name: A}\n",
+         "holidays[0].date", "without a time"),
+        ("year: 2027\nsource: x\nholidays:\n  - {name: A}\n", "holidays[0]",
+         "needs date, or from and to"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-02-05, from: 2027-02-05, "
+         "to: 2027-02-06, name: A}\n", "holidays[0]", "give either date or from/to, not both"),
+        ("year: 2027\nsource: x\nholidays:\n  - {from: 2027-02-05, name: A}\n",
+         "holidays[0].to", "required: a range needs both from and to"),
+        ("year: 2027\nsource: x\nholidays:\n  - {from: 2027-02-06, to: 2027-02-05, name: A}\n",
+         "holidays[0].to", "must not be before from (2027-02-06)"),
+        ("year: 2027\nsource: x\nholidays:\n  - {from: 2027-02-01, to: 2027-03-10, name: A}\n",
+         "holidays[0].to", "a holiday range spans at most 31 days, got 38"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2028-01-01, name: A}\n",
+         "holidays[0].date", "date outside the year: 2028-01-01 is not in 2027"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2026-11-30, name: A}\n",
+         "holidays[0].date", "date outside the year: 2026-11-30 is not in 2027"),
+        ("year: 2027\nsource: x\nholidays:\n  - {from: 2027-12-30, to: 2028-01-02, name: A}\n",
+         "holidays[0].to", "date outside the year"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n"
+         "workdays:\n  - {date: 2027-02-10, name: A}\n", "workdays[0].date",
+         "a make-up workday must fall on a weekend (2027-02-10 is a Wednesday)"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n"
+         "workdays:\n  - {name: A}\n", "workdays[0].date", "required: the make-up workday's date"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n"
+         "workdays:\n  - {date: 2028-01-08, name: A}\n", "workdays[0].date",
+         "date outside the year"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n"
+         "workdays:\n  - {date: 2027-01-09, name: A, hours: 4}\n", "workdays[0].hours",
+         "unknown field; allowed: date, name"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n"
+         "  - {date: 2027-01-01, name: B}\n", "holidays[1]",
+         "duplicate date: 2027-01-01 is already listed in holidays[0]"),
+        ("year: 2027\nsource: x\nholidays:\n  - {from: 2027-02-05, to: 2027-02-10, name: A}\n"
+         "  - {from: 2027-02-10, to: 2027-02-12, name: A}\n", "holidays[1]",
+         "duplicate date: 2027-02-10 is already listed in holidays[0]"),
+        ("year: 2027\nsource: x\nholidays:\n  - {date: 2027-01-01, name: A}\n"
+         "workdays:\n  - {date: 2027-01-09, name: A}\n  - {date: 2027-01-09, name: A}\n",
+         "workdays[1].date", "duplicate date: 2027-01-09 is already listed in workdays[0]"),
+        ("year: 2027\nsource: x\nholidays:\n  - {from: 2027-02-05, to: 2027-02-07, name: A}\n"
+         "workdays:\n  - {date: 2027-02-06, name: A}\n", "workdays[0].date",
+         "2027-02-06 is both a holiday (holidays[0]) and a make-up workday"),
+        ("year: 2027\nsource: x\nholidays: [\n", "(file)", "is not valid YAML at line"),
+    ],
+)  # fmt: skip
+def test_calendar_file_errors_name_file_field_and_rule(
+    tmp_path: Path, text: str, field: str, rule: str
+) -> None:
+    path = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(CalendarFileError) as info:
+        WorkCalendar(calendar_files=[path])
+    err = info.value
+    assert err.path == path.absolute()
+    assert any(f == field and rule in r for f, r in err.errors), err.errors
+    assert str(path.absolute()) in str(err)
+    assert f"{field}: " in str(err) and rule in str(err)
+    assert isinstance(err, ValueError)
+
+
+def test_calendar_file_reports_every_error_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        "year: 2027\nholidays:\n  - {date: 2028-01-01, name: A}\n"
+        "workdays:\n  - {date: 2027-02-10, name: B}\n",
+    )
+    with pytest.raises(CalendarFileError) as info:
+        load_calendar_file(path)
+    assert [f for f, _ in info.value.errors] == ["source", "holidays[0].date", "workdays[0].date"]
+    assert "3 errors" in str(info.value)
+
+
+def test_calendar_files_across_files(tmp_path: Path, cn_2027: Path) -> None:
+    other = tmp_path / "more"
+    other.mkdir()
+    twin = write(other, "again-2027.yaml", CN_2027)
+    with pytest.raises(CalendarFileError) as info:
+        load_calendar_files([cn_2027, other])
+    assert info.value.path == twin.absolute()
+    assert info.value.errors == (
+        ("year", f"year 2027 is already given by {cn_2027.absolute()}; one file per year"),
+    )
+    overlap = write(
+        other,
+        "again-2027.yaml",
+        "year: 2028\nsource: x\nholidays:\n  - {date: 2028-01-03, name: A}\n"
+        "  - {date: 2027-12-31, name: A}\n",
+    )
+    write(tmp_path, "cn-2027.yaml", CN_2027.replace("2027-01-01", "2027-12-31"))
+    with pytest.raises(CalendarFileError) as info:
+        load_calendar_files([cn_2027, other])
+    assert info.value.path == overlap.absolute()
+    assert info.value.errors[0][0] == "holidays[1]"
+    assert "2027-12-31 is also listed in" in info.value.errors[0][1]
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(CalendarFileError, match="nope.yaml: \\(file\\): does not exist"):
+        load_calendar_files([missing])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert load_calendar_files([empty]) == ()
+
+
+def test_unknown_year_mode_is_validated() -> None:
+    with pytest.raises(ValueError, match="'statutory' \\(alias 'weekends'\\) or 'error'"):
+        WorkCalendar(unknown_year="monday-friday")  # type: ignore[arg-type]
+
+
+def test_calendar_files_setting_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, cn_2027: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AFTERSALES_CALENDAR_FILES", f"{cn_2027}, {tmp_path / 'empty'}")
+    (tmp_path / "empty").mkdir()
+    settings = Settings()
+    assert settings.calendar_files == [cn_2027, tmp_path / "empty"]
+    assert settings.calendar_unknown_year == "statutory"
+    c = WorkCalendar.from_settings(settings)
+    assert [a.path for a in c.arrangements] == [cn_2027.absolute()]
+    assert c.is_working_day(date(2027, 2, 13)) is True
+    monkeypatch.setenv("AFTERSALES_CALENDAR_UNKNOWN_YEAR", "weekends")
+    assert WorkCalendar.from_settings(Settings()).unknown_year == "statutory"
+
+
+def test_year_source_names_the_data_set(cal: WorkCalendar) -> None:
+    assert cal.year_source(2026).source == SOURCE_CHINESE_CALENDAR
+    assert cal.year_source(2026).make_up_workdays_known is True
+    fallback = cal.year_source(2027)
+    assert fallback.source == SOURCE_HOLIDAYS_PACKAGE
+    assert fallback.make_up_workdays_known is False
+    assert fallback.reference.startswith("holidays ")
+    assert fallback.warning is not None and "make-up workdays (调休) for 2027" in fallback.warning
