@@ -53,7 +53,6 @@ from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
-import holidays as holidays_package
 import yaml
 
 __all__ = [
@@ -126,6 +125,13 @@ _NATURAL_SECONDS: dict[Unit, int] = {
     Unit.HOURS: 3600,
     Unit.DAYS: 86400,
 }
+
+
+def _holidays_package() -> Any:
+    """The ``holidays`` package, imported on first use (only uncovered years need it)."""
+    import holidays
+
+    return holidays
 
 
 def _covered_years() -> tuple[int, int]:
@@ -370,7 +376,7 @@ def _entry_list(
 def parse_calendar_data(data: object, *, path: Path | str) -> HolidayArrangement:
     """Validate the parsed YAML of a calendar file (``path`` names it in errors).
 
-    Shape::
+    Shape (dates illustrative)::
 
         year: 2027
         source: 国务院办公厅关于2027年部分节假日安排的通知 (URL or number)
@@ -534,7 +540,7 @@ def parse_calendar_data(data: object, *, path: Path | str) -> HolidayArrangement
 
 def load_calendar_file(path: Path | str) -> HolidayArrangement:
     """Read and validate one calendar file (YAML); see :func:`parse_calendar_data`."""
-    path = Path(path)
+    path = Path(path).absolute()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -547,7 +553,7 @@ def load_calendar_file(path: Path | str) -> HolidayArrangement:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise CalendarFileError(path, [("(file)", f"is not valid YAML{at}")]) from None
-    return parse_calendar_data(data, path=path.absolute())
+    return parse_calendar_data(data, path=path)
 
 
 def _expand(paths: Sequence[Path | str]) -> Iterator[Path]:
@@ -578,7 +584,8 @@ def load_calendar_files(paths: Sequence[Path | str]) -> tuple[HolidayArrangement
                 [
                     (
                         "year",
-                        f"year {arrangement.year} is already given by {other.path}; one file per year",
+                        f"year {arrangement.year} is already given by {other.path}; "
+                        f"one file per year",
                     )
                 ],
             )
@@ -811,10 +818,12 @@ class WorkCalendar:
     # -- days -----------------------------------------------------------------
 
     def _statutory(self, year: int) -> dict[date, str]:
-        """The ``holidays`` package's China holidays of ``year`` (observed days included)."""
+        """The ``holidays`` package's China holidays of ``year``, English names; a holiday
+        on a weekend brings its observed weekday (``"... (observed)"``)."""
         cached = self._statutory_cache.get(year)
         if cached is None:
-            cached = dict(holidays_package.China(years=year, language="en_US").items())
+            china = _holidays_package().China(years=year, language="en_US")
+            cached = dict(china.items())
             self._statutory_cache[year] = cached
         return cached
 
@@ -827,12 +836,13 @@ class WorkCalendar:
                 f"working days; load the State Council's arrangement for {year} as a calendar "
                 f"file (AFTERSALES_CALENDAR_FILES)"
             )
+        version = _holidays_package().__version__
         return (
             f"holiday data does not cover year {year} (chinese-calendar: "
             f"{COVERED_YEARS[0]}..{COVERED_YEARS[1]}, no calendar file): counting the statutory "
-            f"holidays of the holidays package {holidays_package.__version__}; make-up workdays "
-            f"(调休) for {year} are unknown, load the State Council's arrangement for {year} as "
-            f"a calendar file (AFTERSALES_CALENDAR_FILES)"
+            f"holidays of the holidays package {version}; make-up workdays (调休) for {year} "
+            f"are unknown, load the State Council's arrangement for {year} as a calendar file "
+            f"(AFTERSALES_CALENDAR_FILES)"
         )
 
     def _statutory_day(self, d: date) -> CalendarDay:
@@ -910,7 +920,7 @@ class WorkCalendar:
         return YearSource(
             year,
             SOURCE_HOLIDAYS_PACKAGE,
-            f"holidays {holidays_package.__version__}",
+            f"holidays {_holidays_package().__version__}",
             False,
             warning=self._fallback_warning(year),
         )
