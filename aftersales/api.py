@@ -13,15 +13,16 @@ from fastapi import Body, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
 from aftersales.clock import get_clock
-from aftersales.humansteps import StepError, resume_step
+from aftersales.humansteps import resume_step
 from aftersales.intake import IntakeError, accept_intake, parse_payload
-from aftersales.runtime import clock_context, emit_prefect_event
+from aftersales.runtime import clock_context, send_outbox_events
+from aftersales.steps import StepError
 from models.db import session_scope
 from models.entities import SlaClockPublic, TicketPublic
 from models.repository import NotFoundError, clocks_for, get_ticket
 
 
-def create_app(emit: Any = emit_prefect_event) -> FastAPI:
+def create_app(send: Any = send_outbox_events) -> FastAPI:
     app = FastAPI(title="aftersales intake", version="0.1.0")
 
     @app.get("/health")
@@ -41,7 +42,7 @@ def create_app(emit: Any = emit_prefect_event) -> FastAPI:
                 },
             )
         try:
-            result = accept_intake(parsed, ctx=clock_context(), now=get_clock().now(), emit=emit)
+            result = accept_intake(parsed, ctx=clock_context(), now=get_clock().now(), send=send)
         except IntakeError as exc:
             return JSONResponse(
                 status_code=422,

@@ -44,7 +44,7 @@ def deadline(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Explain a deadline: due time and how it was computed."""
-    from aftersales.calendar import CalendarYearNotCovered, WorkCalendar
+    from aftersales.calendar import CalendarFileError, CalendarYearNotCovered, WorkCalendar
     from aftersales.policy import PolicyError, UnknownRuleError, get_profile
     from aftersales.settings import get_settings
 
@@ -68,7 +68,7 @@ def deadline(
     cal = WorkCalendar.from_settings(settings)
     try:
         exp = cal.explain(t0, r.duration, r.unit)
-    except CalendarYearNotCovered as exc:
+    except (CalendarYearNotCovered, CalendarFileError) as exc:
         _fail(str(exc))
         return
     remind = prof.remind_before(r)
@@ -113,12 +113,14 @@ def intake(
     payload_file: Annotated[
         Path | None, typer.Option("--payload", help="JSON payload file ('-' for stdin)")
     ] = None,
-    no_event: Annotated[bool, typer.Option("--no-event", help="store only, emit nothing")] = False,
+    no_event: Annotated[
+        bool, typer.Option("--no-event", help="store only; the SLA service sends the start event")
+    ] = False,
 ) -> None:
     """Open a ticket from an intake (phone, online, email, social) and start its SOP."""
     from aftersales.clock import get_clock
     from aftersales.intake import IntakeError, accept_intake, parse_payload
-    from aftersales.runtime import clock_context, emit_prefect_event
+    from aftersales.runtime import clock_context, send_outbox_events
     from models.db import init_db
 
     data: dict[str, Any]
@@ -160,7 +162,7 @@ def intake(
             payload,
             ctx=clock_context(),
             now=get_clock().now(),
-            emit=None if no_event else emit_prefect_event,
+            send=None if no_event else send_outbox_events,
         )
     except IntakeError as exc:
         for f, r in exc.errors:
@@ -180,7 +182,8 @@ def resume(
     input_json: Annotated[str | None, typer.Option("--input", help="the form as JSON")] = None,
 ) -> None:
     """Submit a human step's form and resume the ticket's waiting run."""
-    from aftersales.humansteps import StepError, resume_step
+    from aftersales.humansteps import resume_step
+    from aftersales.steps import StepError
 
     data: dict[str, Any] = json.loads(input_json) if input_json else {}
     for item in field or []:
@@ -244,7 +247,12 @@ def clock_pause(ticket_id: str, rule: Annotated[list[str] | None, typer.Option()
 
     with session_scope() as s:
         done = sla.pause(
-            s, ctx=clock_context(), ticket_id=ticket_id, at=get_clock().now(), rule_ids=rule or None
+            s,
+            ctx=clock_context(),
+            ticket_id=ticket_id,
+            at=get_clock().now(),
+            rule_ids=rule or None,
+            match_clause=True,
         )
         typer.echo(json.dumps([c.rule_id for c in done]))
 
@@ -259,7 +267,12 @@ def clock_resume(ticket_id: str, rule: Annotated[list[str] | None, typer.Option(
 
     with session_scope() as s:
         done = sla.resume(
-            s, ctx=clock_context(), ticket_id=ticket_id, at=get_clock().now(), rule_ids=rule or None
+            s,
+            ctx=clock_context(),
+            ticket_id=ticket_id,
+            at=get_clock().now(),
+            rule_ids=rule or None,
+            match_clause=True,
         )
         typer.echo(json.dumps([c.rule_id for c in done]))
 

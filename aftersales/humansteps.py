@@ -3,42 +3,76 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
+from sqlmodel import select
 
+from aftersales.steps import StepError, base_step, catalogue
 from models.db import session_scope
-from models.entities import Sop
-from models.repository import get_sop_run, get_ticket
-
-STEP_SOP = {
-    "first-response": Sop.INQUIRY,
-    "answer": Sop.INQUIRY,
-    "solved": Sop.INQUIRY,
-    "feedback": Sop.INQUIRY,
-    "review": Sop.REPAIR,
-    "engineer": Sop.REPAIR,
-    "arrival": Sop.REPAIR,
-    "diagnosis": Sop.REPAIR,
-    "customer-decision": Sop.REPAIR,
-    "confirmation": Sop.REPAIR,
-}
+from models.entities import Escalation, SopRun
+from models.repository import get_ticket
 
 
-class StepError(ValueError):
-    """A resume that cannot be done; the message names the field or the state."""
+@dataclass(frozen=True)
+class Waiting:
+    """A run of the ticket that waits for a person's step."""
+
+    sop: str
+    step_key: str
+    flow_run_id: str
+    escalation_id: int | None = None
+
+
+def _runs_of(ticket_id: str) -> list[tuple[str, str, int | None]]:
+    """(sop, flow run id, escalation id) of every run of the ticket."""
+    with session_scope() as s:
+        get_ticket(s, ticket_id=ticket_id)
+        runs: list[tuple[str, str, int | None]] = [
+            (str(r.sop), r.flow_run_id, None)
+            for r in s.exec(select(SopRun).where(SopRun.ticket_id == ticket_id)).all()
+        ]
+        runs += [
+            ("escalation", e.flow_run_id, e.id)
+            for e in s.exec(select(Escalation).where(Escalation.ticket_id == ticket_id)).all()
+            if e.flow_run_id
+        ]
+    return runs
+
+
+def waiting(ticket_id: str) -> list[Waiting]:
+    """The ticket's runs that wait for a person, with the step each waits for."""
+    from prefect.client.orchestration import get_client
+
+    out = []
+    with get_client(sync_client=True) as client:
+        for sop, run_id, esc in _runs_of(ticket_id):
+            fr = client.read_flow_run(UUID(run_id))
+            if fr.state and fr.state.is_paused():
+                out.append(Waiting(sop, fr.state.state_details.pause_key or "?", run_id, esc))
+    return out
 
 
 def resume_step(ticket_id: str, step: str, data: dict[str, Any]) -> str:
-    """Validate ``data`` against the step's form and resume the ticket's waiting run."""
+    """Validate ``data`` against the declared form of the step the ticket's run waits
+    for, then resume that run. Nothing is resumed when the form is invalid."""
     from prefect.flow_runs import resume_flow_run
 
-    from flows.forms import FORMS
-
-    form = FORMS.get(step.split("-")[0] if step.startswith("confirmation-") else step)
-    if form is None:
-        raise StepError(f"step: unknown step {step!r}; known: {', '.join(FORMS)}")
+    candidates = [w for w in waiting(ticket_id) if w.step_key == step]
+    if not candidates:
+        now_waiting = [f"{w.sop}.{w.step_key}" for w in waiting(ticket_id)]
+        if now_waiting:
+            raise StepError(
+                f"step: no run of {ticket_id} waits for {step!r}; the run waits for step "
+                + ", ".join(repr(w.split(".", 1)[1]) for w in now_waiting)
+                + f" ({', '.join(now_waiting)})"
+            )
+        raise StepError(f"step {step}: ticket {ticket_id} is not waiting for a person")
+    w = candidates[0]
+    form = catalogue()[w.sop].step(base_step(step)).form
+    assert form is not None
     try:
         form.model_validate(data)
     except ValidationError as exc:
@@ -48,19 +82,14 @@ def resume_step(ticket_id: str, step: str, data: dict[str, Any]) -> str:
                 for e in exc.errors()
             )
         ) from None
-    base_step = "confirmation" if step.startswith("confirmation") else step
-    with session_scope() as s:
-        get_ticket(s, ticket_id=ticket_id)
-        run = get_sop_run(s, ticket_id=ticket_id, sop=STEP_SOP[base_step])
-        if run is None:
-            raise StepError(f"ticket {ticket_id}: no {STEP_SOP[base_step]} run yet")
-        run_id = run.flow_run_id
-    _check_waiting_for(run_id, step)
+    _check_waiting_for(w.flow_run_id, step)
     try:
-        resume_flow_run(UUID(run_id), run_input=data)
+        resume_flow_run(UUID(w.flow_run_id), run_input=data)
     except Exception as exc:
-        raise StepError(f"ticket {ticket_id}: run {run_id} could not be resumed: {exc}") from exc
-    return run_id
+        raise StepError(
+            f"ticket {ticket_id}: run {w.flow_run_id} could not be resumed: {exc}"
+        ) from exc
+    return w.flow_run_id
 
 
 def _check_waiting_for(run_id: str, step: str) -> None:
@@ -110,16 +139,4 @@ def _wait_for_form_schema(run_id: str, state: Any, step: str, timeout: float = 1
 
 def waiting_step(ticket_id: str) -> list[tuple[str, str]]:
     """(sop, step) pairs the ticket's runs are waiting for."""
-    from prefect.client.orchestration import get_client
-
-    out: list[tuple[str, str]] = []
-    with session_scope() as s:
-        runs = [get_sop_run(s, ticket_id=ticket_id, sop=sop) for sop in (Sop.INQUIRY, Sop.REPAIR)]
-    with get_client(sync_client=True) as client:
-        for r in runs:
-            if r is None:
-                continue
-            fr = client.read_flow_run(UUID(r.flow_run_id))
-            if fr.state and fr.state.is_paused():
-                out.append((str(r.sop), fr.state.state_details.pause_key or "?"))
-    return out
+    return [(w.sop, w.step_key) for w in waiting(ticket_id)]

@@ -1,5 +1,6 @@
-"""Intake: a validated payload opens (at most) one ticket, arms its first clocks and
-emits the event that starts the SOP deployment (``triggers:`` in prefect.yaml).
+"""Intake: a validated payload opens (at most) one ticket, completes its ``intake`` step
+(the first clocks, triggers and posts the policy ties to ``intake``) and queues the
+event that starts the SOP deployment (``triggers:`` in prefect.yaml).
 
 Producers: ``aftersales intake ...`` (CLI) and ``POST /intake`` (HTTP). The
 clocks start at the moment the customer reached us (``received_at``), not when a
@@ -12,20 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from aftersales.sla import ClockContext, arm, enqueue_notification, meet, ticket_context
+from aftersales import steps
+from aftersales.sla import ClockContext
 from models.db import session_scope
 from models.entities import Channel, Customer, Priority, Sop, TicketCreate
 from models.repository import create_ticket
 
 log = logging.getLogger("aftersales.intake")
 
-INQUIRY_EVENT = "aftersales.inquiry.received"
-REPAIR_EVENT = "aftersales.repair.requested"
+INQUIRY_EVENT = steps.START_EVENTS["inquiry"]
+REPAIR_EVENT = steps.START_EVENTS["repair"]
 
 
 class IntakeError(ValueError):
@@ -53,7 +56,8 @@ class IntakePayload(BaseModel):
     email_grade: Priority | None = None
     is_public: bool = False
     safety_risk: bool = False
-    amount_cny: float = Field(default=0, ge=0)
+    amount_cny: float = Field(default=0, ge=0, le=100_000_000, allow_inf_nan=False)
+    service_city: str | None = Field(default=None, min_length=1, max_length=60)
     received_at: datetime | None = None
 
     @field_validator("received_at")
@@ -95,35 +99,10 @@ def parse_payload(data: dict[str, Any]) -> IntakePayload:
         raise IntakeError(errors) from None
 
 
-def first_response_rules(p: IntakePayload) -> list[str]:
-    """The clocks that start at submission (INQ-1 via the channel table, PRI-*, ESC-*, INQ-SYNC)."""
-    rules: list[str] = ["INQ-SYNC", "ESC-NORMAL"]
-    if p.channel == Channel.EMAIL:
-        rules.append(f"INQ-CH-EMAIL:{p.email_grade or Priority.NORMAL}")
-    else:
-        rules.append(f"INQ-CH-{str(p.channel).upper()}:response")
-    if p.is_public:
-        rules.append("INQ-CH-SOCIAL:public-complaint")
-    rules.append(f"PRI-{str(initial_priority(p)).upper()}:response")
-    if p.safety_risk or p.is_public:
-        rules.append("ESC-URGENT:within")
-    if p.amount_cny > 1000:
-        rules.append("ESC-IMPORTANT:within")
-    return rules
-
-
-def resolution_rules(channel: str, priority: str) -> list[str]:
-    """Resolution clocks: the grade's target (PRI-*), its hard limit (ESC-TIMEOUT) and the
-    channel's (INQ-CH-*); the spec's conflicts table keeps all three, earliest breaches first."""
-    rules = [f"PRI-{priority.upper()}:resolution", f"ESC-TIMEOUT:{priority}"]
-    if channel != Channel.EMAIL:
-        rules.append(f"INQ-CH-{channel.upper()}:resolution")
-    return rules
-
-
 def initial_priority(p: IntakePayload) -> Priority:
-    """Before classification: safety risk or public complaint urgent (ESC-URGENT),
-    a repair request urgent (INQ-2 class B), an email's stated grade, else normal."""
+    """The grade known at submission: safety risk or public complaint urgent (ESC-URGENT),
+    a repair request urgent (INQ-2 class B), an amount over the limit important, an
+    email's stated grade; else normal until the first response classifies the ticket."""
     if p.safety_risk or p.is_public or p.sop == "repair":
         return Priority.URGENT
     if p.amount_cny > 1000:
@@ -131,25 +110,6 @@ def initial_priority(p: IntakePayload) -> Priority:
     if p.email_grade is not None:
         return p.email_grade
     return Priority.NORMAL
-
-
-def open_repair_request(
-    session: Any, *, ctx: ClockContext, ticket: Any, start: datetime, now: datetime
-) -> None:
-    """REP-1: the ticket enters repair dispatch — the 30-min review clock runs from ``start``
-    and the dispatch centre gets the repair request (form 表2). Idempotent."""
-    ticket.sop = Sop.REPAIR
-    session.add(ticket)
-    arm(session, ctx=ctx, ticket_id=ticket.id, rule_id="REP-1", start=start)
-    enqueue_notification(
-        session,
-        dedupe_key=f"repair-request:{ticket.id}",
-        role="dispatch",
-        template="repair_request",
-        context=ticket_context(ticket),
-        now=now,
-        ticket_id=ticket.id,
-    )
 
 
 class IntakeResult(BaseModel):
@@ -164,11 +124,15 @@ def accept_intake(
     *,
     ctx: ClockContext,
     now: datetime,
-    emit: Any | None = None,
+    send: Callable[..., int] | None = None,
 ) -> IntakeResult:
-    """Store the ticket and its first clocks in one transaction, then emit the start event
-    (only for a new ticket). ``emit(event, ticket_id, payload)`` is injected by the producer."""
+    """Store the ticket, complete its ``intake`` step (first clocks, triggers, the sync
+    post) and queue its SOP's start event, all in one transaction; then ``send(now=,
+    ticket_id=)`` the stored events if given (the SLA service sends whatever is left).
+    The same intake again is the same ticket and queues nothing."""
     received = payload.received_at or now
+    if received > now + timedelta(minutes=5):
+        raise IntakeError([("received_at", "is in the future (more than 5 minutes ahead of now)")])
     key = payload.intake_key(received)
     sop = Sop(payload.sop)
     with session_scope() as s:
@@ -192,29 +156,15 @@ def accept_intake(
             ),
         )
         if created:
-            for rule_id in first_response_rules(payload):
-                arm(s, ctx=ctx, ticket_id=ticket.id, rule_id=rule_id, start=received)
-            # INQ-SYNC: posted to the after-sales sync group in the intake transaction, so
-            # the post goes out with the next outbox round, not after a flow run starts
-            posts = [("INQ-SYNC", "sync_group", "sync_group_post")]
-            if payload.is_public:  # INQ-CH-SOCIAL: a public complaint is copied to PR
-                posts.append(("pr-copy", "pr", "public_complaint_copy"))
-            for key, role, template in posts:
-                enqueue_notification(
-                    s,
-                    dedupe_key=f"{key}:{ticket.id}",
-                    role=role,
-                    template=template,
-                    context=ticket_context(ticket),
-                    now=now,
-                    ticket_id=ticket.id,
-                )
-            meet(s, ticket_id=ticket.id, at=now, rule_ids=["INQ-SYNC"])
-            if sop == Sop.REPAIR:
-                open_repair_request(s, ctx=ctx, ticket=ticket, start=received, now=now)
+            steps.complete(s, clocks=ctx, sop=steps.TICKET_SOP, step="intake",
+                           ticket_id=ticket.id, now=received, actor=str(payload.channel))  # fmt: skip
+            steps.queue_start(s, sop=str(sop), ticket=ticket, now=now)
         tid = ticket.id
-    event = (REPAIR_EVENT if sop == Sop.REPAIR else INQUIRY_EVENT) if created else None
-    if event and emit is not None:
-        emit(event, tid, {"ticket_id": tid, "sop": str(sop), "channel": str(payload.channel)})
+    event = steps.START_EVENTS[str(sop)] if created else None
+    if created and send is not None:
+        try:
+            send(now=now, ticket_id=tid)
+        except Exception as exc:  # noqa: BLE001 - stored: the SLA service sends it later
+            log.warning("start event of %s left for the SLA service: %s", tid, exc)
     log.info("intake %s -> ticket %s (%s)", payload.channel, tid, "new" if created else "duplicate")
     return IntakeResult(ticket_id=tid, created=created, sop=str(sop), event=event)

@@ -219,7 +219,8 @@ def template_fields(
     """Placeholder names of a template in order of first use (``clause`` included).
 
     With ``required_only`` only those without a default in the template's
-    ``defaults`` (and other than ``clause``, which render resolves itself)."""
+    ``defaults`` (and other than ``clause``, which render resolves itself — except for a
+    family without ``clause_levels``, whose concrete clause the context must give)."""
     spec = _get(template_id, path)
     names = _fields(template_id, spec["title"])
     for name in _fields(template_id, spec["body"]):
@@ -227,6 +228,8 @@ def template_fields(
             names.append(name)
     if required_only:
         names = [n for n in names if n != "clause" and n not in spec["defaults"]]
+        if "*" in spec["clause"] and not spec["clause_levels"]:
+            names.append("clause")
     return names
 
 
@@ -260,6 +263,10 @@ def _resolve_clause(template_id: str, spec: Mapping[str, Any], ctx: Mapping[str,
             f"clause {given!r} is not in family {family!r} and level {level!r} "
             f"is not one of {sorted(levels)}",
             field="clause",
+        )
+    if not levels:
+        raise TemplateError(
+            template_id, f"missing value for 'clause' (one in {family!r})", field="clause"
         )
     raise TemplateError(
         template_id,

@@ -27,9 +27,24 @@ from aftersales.calendar import Unit, WorkCalendar
 from aftersales.settings import ROLES
 
 RULE_ID = re.compile(r"^(?P<clause>[A-Z]{2,6}(?:-[A-Z0-9]+)+)(?::(?P<variant>[a-z0-9-]+))?$")
-Kind = Literal["response", "resolution", "step", "repeat", "reminder", "policy"]
+Kind = Literal["response", "resolution", "step", "repeat", "reminder", "policy", "trigger"]
+#: kinds of rule that arm a clock (a row in ``sla_clock``)
+TIMED_KINDS = ("response", "resolution", "step", "repeat")
 Role = Literal[ROLES]  # type: ignore[valid-type]  # the recipient roles of settings.ROLES
+#: ``escalate_to: next-level`` on an escalation's own clock: the role above the one
+#: the escalation went to (team lead -> supervisor -> CS manager -> operations director)
+EscalateTo = Literal[(*ROLES, "next-level")]  # type: ignore[valid-type]
 BreachAction = Literal["escalate", "notify", "resume", "none"]
+#: where a clock's start is counted from: the step that armed it, the ticket's
+#: submission ("resolution clocks count from submission"), or the earliest
+#: first-response deadline of the ticket (ESC-NORMAL: 30 min after it)
+Anchor = Literal["step", "submission", "first-response-due"]
+#: a condition: a list of alternatives (OR), each a mapping fact -> value or list of
+#: values (AND); empty = always. Facts are the ticket's (aftersales.steps.Facts) and the
+#: fields of the form of the step that arms the clock.
+Condition = list[dict[str, Any]]
+#: the fields an extending profile may override: only the numbers (spec, "Readings")
+OVERRIDABLE = ("id", "duration", "unit", "note")
 
 
 class PolicyError(ValueError):
@@ -48,14 +63,28 @@ class Rule(BaseModel):
     duration: float | None = None
     unit: Unit | None = None
     kind: Kind
-    starts: str
-    stops: str
+    # Step references (``intake``, ``inquiry.first-response``, ``repair.arrival`` …),
+    # validated against the SOP step catalogue when the profile loads.
+    starts: list[str] = Field(default_factory=list)
+    stops: list[str] = Field(default_factory=list)
+    # policy rules (no clock): the steps that carry the clause out
+    by: list[str] = Field(default_factory=list)
+    when: Condition = Field(default_factory=list)
+    anchor: Anchor = "step"
+    # arming a rule of a group supersedes an active clock of another rule of the group
+    # (a grade changed at classification re-arms the resolution clocks from submission)
+    group: str | None = None
+    # a target that waiting on the customer pauses (never a hard limit, never an
+    # escalation clock: spec, "Readings", Pauses)
+    pausable: bool = False
+    # a hard limit: never paused; its breach escalates
+    hard: bool = False
     # Which REM-1 reminder applies before the breach: "response" (30 min),
     # "resolution" (1 h) or none.
     remind: Literal["response", "resolution"] | None = None
     remind_to: list[Role] = Field(default_factory=lambda: ["handler", "supervisor"])
     on_breach: BreachAction = "none"
-    escalate_to: Role | None = None
+    escalate_to: EscalateTo | None = None
     level: Literal["normal", "important", "urgent"] | None = None
     # For on_breach == "resume": the input the clock resumes the waiting run with.
     resume_input: dict[str, Any] | None = None
@@ -85,18 +114,42 @@ class Rule(BaseModel):
             raise ValueError("must be >= 0")
         return v
 
+    @field_validator("starts", "stops", "by", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _alternatives(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v
+
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
-        timed = self.kind not in ("policy",)
+        timed = self.kind not in ("policy", "trigger")
         if timed and (self.duration is None or self.unit is None):
             raise ValueError(f"a {self.kind} rule needs both duration and unit")
         if not timed and (self.duration is not None or self.unit is not None):
-            raise ValueError("a policy rule has no duration or unit")
+            raise ValueError(f"a {self.kind} rule has no duration or unit")
+        if self.kind in TIMED_KINDS and not self.starts:
+            raise ValueError(f"a {self.kind} rule needs starts: the step(s) that arm it")
+        if self.kind == "trigger" and (
+            not self.starts or self.escalate_to is None or self.level is None
+        ):
+            raise ValueError("a trigger needs starts, escalate_to and level")
         if self.on_breach == "escalate" and (self.escalate_to is None or self.level is None):
             raise ValueError("on_breach: escalate needs escalate_to and level")
         if self.on_breach == "resume" and not self.resume_input:
             raise ValueError("on_breach: resume needs resume_input")
+        if self.hard and self.on_breach != "escalate":
+            raise ValueError("a hard limit escalates at its breach (on_breach: escalate)")
+        if self.hard and self.pausable:
+            raise ValueError("a hard limit is never paused (pausable: false)")
         return self
+
+    @property
+    def arms_clock(self) -> bool:
+        return self.kind in TIMED_KINDS
 
     def natural_delta(self, working_day_hours: float = 9.0) -> timedelta:
         """Natural-time length, working units approximated (used for time compression only)."""
@@ -138,6 +191,15 @@ class Reminders(BaseModel):
     resolution_minutes: float = 60
 
 
+class Escalations(BaseModel):
+    """ESC-IMPORTANT's triggers (spec, "Readings"): an amount over the limit, or a
+    customer's second complaint within the window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    amount_limit_cny: float = 1000
+    complaint_window_days: float = 30
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,6 +207,7 @@ class Profile(BaseModel):
     description: str = ""
     reminders: Reminders = Reminders()
     targets: Targets = Targets()
+    escalations: Escalations = Escalations()
     rules: dict[str, Rule]
 
     def rule(self, rule_id: str) -> Rule:
@@ -176,6 +239,13 @@ class Profile(BaseModel):
 
     def clauses(self) -> set[str]:
         return {r.clause for r in self.rules.values()}
+
+    def started_by(self, ref: str) -> list[Rule]:
+        """Rules (clocks and triggers) a step reference starts, in profile order."""
+        return [r for r in self.rules.values() if ref in r.starts]
+
+    def stopped_by(self, ref: str) -> list[Rule]:
+        return [r for r in self.rules.values() if ref in r.stops]
 
 
 def _packaged(name: str) -> Path | None:
@@ -228,15 +298,25 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         base = _raw(str(base_name), (*seen, name_or_path))
         merged_rules = dict(base["rules"])
         for rid, raw in rules.items():
-            merged_rules[rid] = {**merged_rules.get(rid, {}), **raw}
-        for rid in data.get("remove", []) or []:
-            merged_rules.pop(rid, None)
+            if rid not in merged_rules:
+                raise PolicyError(
+                    f"profile {name_or_path!r}: rule {rid}: field id: an extending profile "
+                    f"cannot add a rule (only change the numbers of {base_name!r}'s rules)"
+                )
+            for key in raw:
+                if key not in OVERRIDABLE:
+                    raise PolicyError(
+                        f"profile {name_or_path!r}: rule {rid}: field {key}: an extending "
+                        f"profile may change only {', '.join(OVERRIDABLE[1:])}"
+                    )
+            merged_rules[rid] = {**merged_rules[rid], **raw}
         data = {
             **base,
-            **{k: v for k, v in data.items() if k not in ("rules", "extends", "remove")},
+            **{k: v for k, v in data.items() if k not in ("rules", "extends")},
             "rules": merged_rules,
             "targets": {**base.get("targets", {}), **data.get("targets", {})},
             "reminders": {**base.get("reminders", {}), **data.get("reminders", {})},
+            "escalations": {**base.get("escalations", {}), **data.get("escalations", {})},
         }
     else:
         data = {**data, "rules": rules}
@@ -244,11 +324,13 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     return data
 
 
-def load_profile(name_or_path: str) -> Profile:
-    """Load a packaged profile by name or an operator's YAML file by path."""
+def load_profile(name_or_path: str, *, check_steps: bool = True) -> Profile:
+    """Load a packaged profile by name or an operator's YAML file by path. With
+    ``check_steps`` the rules' step references, conditions and ends are checked against
+    the SOP step catalogue (:func:`aftersales.steps.check_profile`)."""
     data = _raw(name_or_path)
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(x) for x in err["loc"]]
@@ -259,6 +341,13 @@ def load_profile(name_or_path: str) -> Profile:
         raise PolicyError(
             f"profile {data.get('name', name_or_path)!r}: {where}: {err['msg']}"
         ) from exc
+    if check_steps:
+        from aftersales.steps import check_profile
+
+        problems = check_profile(profile)
+        if problems:
+            raise PolicyError(f"profile {profile.name!r}: " + "; ".join(map(str, problems)))
+    return profile
 
 
 @lru_cache(maxsize=16)

@@ -14,7 +14,6 @@ from typing import Any
 
 from aftersales.calendar import WorkCalendar
 from aftersales.clock import Clock, get_clock
-from aftersales.intake import INQUIRY_EVENT, REPAIR_EVENT
 from aftersales.policy import get_profile
 from aftersales.settings import get_settings
 from aftersales.sla import ClockContext, deliver_outbox, fire_due, next_wakeup
@@ -24,9 +23,8 @@ log = logging.getLogger("aftersales.runtime")
 
 
 @lru_cache(maxsize=4)
-def _calendar(tz: str, hours: str, unknown: str) -> WorkCalendar:
-    s = get_settings()
-    return WorkCalendar(tz=tz, periods=s.work_periods(), unknown_year=unknown)  # type: ignore[arg-type]
+def _calendar(tz: str, hours: str, unknown: str, files: tuple[str, ...]) -> WorkCalendar:
+    return WorkCalendar.from_settings(get_settings())
 
 
 def clock_context(profile: str | None = None) -> ClockContext:
@@ -34,7 +32,12 @@ def clock_context(profile: str | None = None) -> ClockContext:
     name = profile or (str(s.policy_file) if s.policy_file else s.policy_profile)
     return ClockContext(
         profile=get_profile(name),
-        calendar=_calendar(s.timezone, s.working_hours, s.calendar_unknown_year),
+        calendar=_calendar(
+            s.timezone,
+            s.working_hours,
+            s.calendar_unknown_year,
+            tuple(str(f) for f in s.calendar_files),
+        ),
         time_scale=s.time_scale,
     )
 
@@ -86,6 +89,131 @@ def emit_prefect_event(
         raise err[0]
 
 
+async def _emit_all(events: list[Any], timeout: float) -> int:
+    """Send events over one events client; returns how many were accepted in order."""
+    from prefect.events.clients import get_events_client
+
+    sent = 0
+    async with asyncio.timeout(timeout):
+        async with get_events_client() as client:
+            for ev in events:
+                await client.emit(ev)
+                sent += 1
+    return sent
+
+
+def send_outbox_events(*, now: datetime, ticket_id: str | None = None, batch: int = 200) -> int:
+    """Send the stored Prefect events (oldest first; one ticket's, or all due), over one
+    client, then apply their run tags. Unsent ones stay for the next round (backoff)."""
+    from prefect.events import Event
+    from sqlmodel import select
+
+    from models.entities import OutboxEvent
+
+    s_ = get_settings()
+    with session_scope() as s:
+        q = select(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
+        q = (
+            q.where(OutboxEvent.ticket_id == ticket_id)
+            if ticket_id
+            else q.where(OutboxEvent.next_attempt_at <= now)
+        )
+        rows = list(s.exec(q.order_by(OutboxEvent.id).limit(batch)).all())
+        events = [
+            Event(
+                event=r.event,
+                resource={
+                    "prefect.resource.id": f"aftersales.ticket.{r.ticket_id}",
+                    "prefect.resource.name": r.ticket_id,
+                    "aftersales.sop": str(r.payload.get("sop", "")),
+                },
+                payload=r.payload,
+                related=r.related,
+            )
+            for r in rows
+        ]
+        tags = [(r.ticket_id, r.tag) for r in rows if r.tag]
+        ids = [r.id for r in rows]
+    if not events:
+        return 0
+    sent, error = 0, None
+    try:
+        sent = _run_async(_emit_all(events, s_.prefect_call_timeout_seconds))
+    except Exception as exc:  # noqa: BLE001 - the server is down: keep them for later
+        error = str(exc) or type(exc).__name__
+    with session_scope() as s:
+        for i, rid in enumerate(ids):
+            row = s.get(OutboxEvent, rid)
+            if row is None:
+                continue
+            if i < sent:
+                row.sent_at = now
+            else:
+                row.attempts += 1
+                row.last_error = error
+                row.next_attempt_at = now + timedelta(
+                    seconds=min(s_.event_retry_max_seconds, 2 ** min(row.attempts, 10))
+                )
+            s.add(row)
+    for tid, tag in tags:
+        try:
+            tag_ticket_runs(tid, tag)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not tag the runs of %s with %s: %s", tid, tag, exc)
+    return sent
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: list[Any] = []
+
+    def runner() -> None:
+        try:
+            box.append(asyncio.run(coro))
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box.append(exc)
+
+    t = threading.Thread(target=runner)
+    t.start()
+    t.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def tag_run(run_id: str, tags: list[str]) -> None:
+    """Set tags on a run; a tag ``prefix:value`` replaces the run's other ``prefix:`` tag."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    prefixes = {t.split(":", 1)[0] + ":" for t in tags}
+    with get_client(sync_client=True) as client:
+        fr = client.read_flow_run(UUID(run_id))
+        kept = [t for t in fr.tags or [] if not any(t.startswith(p) for p in prefixes)]
+        client.update_flow_run(UUID(run_id), tags=sorted({*kept, *tags}))
+
+
+def tag_ticket_runs(ticket_id: str, tag: str) -> None:
+    """Tag every run of the ticket (its SOP runs and its escalations' runs)."""
+    from sqlmodel import select
+
+    from models.entities import Escalation, SopRun
+
+    with session_scope() as s:
+        runs = [r.flow_run_id for r in s.exec(select(SopRun).where(SopRun.ticket_id == ticket_id))]
+        runs += [
+            e.flow_run_id
+            for e in s.exec(select(Escalation).where(Escalation.ticket_id == ticket_id))
+            if e.flow_run_id
+        ]
+    for run_id in runs:
+        tag_run(run_id, [tag])
+
+
 def resume_prefect_run(flow_run_id: str, run_input: dict[str, Any]) -> None:
     from uuid import UUID
 
@@ -106,7 +234,7 @@ class ClockService:
         notifier: Any | None = None,
         ctx: ClockContext | None = None,
         on_resume: Any = resume_prefect_run,
-        emit: Any = emit_prefect_event,
+        send_events: bool = True,
     ) -> None:
         from aftersales.notify import Notifier
 
@@ -120,9 +248,12 @@ class ClockService:
         self.max_attempts = s.notify_max_attempts
         self.backoff = s.notify_backoff_seconds
         self._stop = threading.Event()
-        self.emit = emit
-        self._reemitted: dict[str, datetime] = {}
-        self._last_orphan_scan = 0.0
+        self.send_events_enabled = send_events
+        self.grace = s.lost_start_grace_seconds
+        self.board_every = s.sla_board_seconds
+        self.board_limit = s.sla_board_limit
+        self._last_scan = 0.0
+        self._last_board = 0.0
 
     def fire(self) -> int:
         """Fire every due clock (reminders, breaches, repeats), batch by batch."""
@@ -155,40 +286,36 @@ class ClockService:
         self.deliver()
         return fired
 
-    def restart_lost_starts(
-        self, grace_seconds: float = 60, every_seconds: float = 60
-    ) -> list[str]:
-        """Re-emit the start event of open tickets whose SOP run never started (the event
-        was lost while the Prefect server or the triggers were down). A duplicate run is
-        harmless: the first run claims the ticket, the second stops."""
-        from models.entities import Sop
-        from models.repository import unstarted_tickets
+    def requeue_lost_starts(self) -> list[str]:
+        """Queue the start event again for an open ticket whose SOP has no run although its
+        start event was sent more than the grace ago (the server or its triggers dropped
+        it), and likewise for an open escalation without a run. Counted from the last
+        start event (a class-B hand-over included), so a ticket is re-queued at most once
+        per grace: no storm."""
+        from models.repository import lost_starts
 
-        if self.emit is None:
-            return []
         now = self.clock.now()
         with session_scope() as s:
-            lost = unstarted_tickets(
-                s,
-                older_than=now - timedelta(seconds=grace_seconds),
-                newer_than=now - timedelta(days=7),
-            )
-            todo = [(t.id, t.sop, t.channel) for t in lost]
-        sent = []
-        for tid, sop, channel in todo:
-            last = self._reemitted.get(tid)
-            if last is not None and (now - last).total_seconds() < every_seconds:
-                continue
-            event = REPAIR_EVENT if sop == Sop.REPAIR else INQUIRY_EVENT
-            try:
-                self.emit(event, tid, {"ticket_id": tid, "sop": str(sop), "channel": str(channel)})
-            except Exception as exc:  # noqa: BLE001 - the server is still down; try next time
-                log.warning("could not re-emit %s for %s: %s", event, tid, exc)
-                break
-            self._reemitted[tid] = now
-            sent.append(tid)
-            log.warning("ticket %s had no %s run; start event re-emitted", tid, sop)
-        return sent
+            queued = lost_starts(s, now=now, grace=timedelta(seconds=self.grace))
+        for what in queued:
+            log.warning("%s had no run; its start event is queued again", what)
+        return queued
+
+    def refresh_board(self) -> int:
+        """The ``sla-board`` table artifact: every open ticket's next due clock."""
+        from prefect.artifacts import create_table_artifact
+
+        from models.repository import sla_board
+
+        tz = self.ctx.calendar.tz
+        with session_scope() as s:
+            rows = [r.as_row(tz) for r in sla_board(s, limit=self.board_limit)]
+        create_table_artifact(
+            key="sla-board",
+            table=rows or [{"ticket": "-", "state": "no open tickets"}],
+            description="Open tickets, soonest due first (refreshed by the SLA service)",
+        )
+        return len(rows)
 
     def seconds_until_next(self) -> float:
         with session_scope() as s:
@@ -206,9 +333,6 @@ class ClockService:
         while not self._stop.is_set():
             try:
                 self.fire()
-                if time.monotonic() - self._last_orphan_scan > 30:
-                    self._last_orphan_scan = time.monotonic()
-                    self.restart_lost_starts()
                 wait = self.seconds_until_next()
             except Exception:  # keep the clock alive through a transient DB error
                 log.exception("SLA clock tick failed; retrying")
@@ -217,14 +341,38 @@ class ClockService:
         courier.join(timeout=10)
 
     def _deliver_forever(self) -> None:
+        """The courier: notifications, stored Prefect events, lost starts, the sla-board.
+        Nothing here runs in the firing loop, so a slow server never delays a clock."""
         while not self._stop.is_set():
-            try:
-                sent = self.deliver()
-            except Exception:
-                log.exception("notification outbox round failed; retrying")
-                sent = 0
+            sent = 0
+            for what, job in (
+                ("notification outbox", self.deliver),
+                ("event outbox", self.send_events),
+            ):
+                try:
+                    sent += job()
+                except Exception:  # noqa: BLE001 - keep the courier alive
+                    log.exception("%s round failed; retrying", what)
+            tick = time.monotonic()
+            if tick - self._last_scan > self.grace / 2:
+                self._last_scan = tick
+                try:
+                    self.requeue_lost_starts()
+                except Exception:  # noqa: BLE001
+                    log.exception("lost-start scan failed")
+            if self.board_every and tick - self._last_board > self.board_every:
+                self._last_board = tick
+                try:
+                    self.refresh_board()
+                except Exception as exc:  # noqa: BLE001 - the Prefect server may be down
+                    log.warning("sla-board not refreshed: %s", exc)
             if not sent:
                 self._stop.wait(min(self.poll, 0.5))
+
+    def send_events(self) -> int:
+        if not self.send_events_enabled:
+            return 0
+        return send_outbox_events(now=self.clock.now())
 
     def stop(self) -> None:
         self._stop.set()

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
     clock_poll_seconds: float = 1.0
+    # every call to the Prefect server (events, tags, artifacts, reads) gives up after this
+    prefect_call_timeout_seconds: float = 10.0
+    # a stored event the server did not take is retried with backoff up to this interval
+    event_retry_max_seconds: float = 60.0
+    # a step's task (one database transaction) gives up after this
+    step_timeout_seconds: float = 60.0
+    # the sla-board artifact (every open ticket's next due clock) is refreshed this often
+    sla_board_seconds: float = 60.0
+    sla_board_limit: int = 500
+    # an SOP run that has not claimed its ticket this long after its start event was
+    # sent gets its start event queued again (the server or its triggers dropped it)
+    lost_start_grace_seconds: float = 60.0
     clock_batch: int = 500
     # Demo only: divide every policy duration by this factor (1 = real time).
     time_scale: float = 1.0

@@ -115,14 +115,24 @@ def _select_clocks(
     rule_ids: Iterable[str] | None,
     kinds: Iterable[str] | None,
     states: Iterable[ClockState],
+    instance: int | None = None,
+    match_clause: bool = False,
 ) -> list[SlaClock]:
+    """The ticket's clocks in ``states``: of exactly ``rule_ids`` (with ``match_clause``, an
+    id without a variant also names every variant of its clause: ``REP-2``), of ``kinds``,
+    of one ``instance`` (an escalation's own clocks) or of all."""
     q = select(SlaClock).where(SlaClock.ticket_id == ticket_id, SlaClock.state.in_(list(states)))
     if rule_ids is not None:
         ids = list(rule_ids)
-        clauses = [r for r in ids if ":" not in r]
-        q = q.where(or_(SlaClock.rule_id.in_(ids), SlaClock.clause.in_(clauses)))
+        if match_clause:
+            clauses = [r for r in ids if ":" not in r]
+            q = q.where(or_(SlaClock.rule_id.in_(ids), SlaClock.clause.in_(clauses)))
+        else:
+            q = q.where(SlaClock.rule_id.in_(ids))
     if kinds is not None:
         q = q.where(SlaClock.kind.in_(list(kinds)))
+    if instance is not None:
+        q = q.where(SlaClock.instance == instance)
     return list(session.exec(q.order_by(SlaClock.id)).all())
 
 
@@ -133,10 +143,19 @@ def meet(
     at: datetime,
     rule_ids: Iterable[str] | None = None,
     kinds: Iterable[str] | None = None,
+    instance: int | None = None,
+    match_clause: bool = False,
 ) -> list[SlaClock]:
-    """Stop the matching clocks (a clause id matches all its variants). Breached clocks stay breached."""
+    """Stop the matching clocks at ``at`` (when the step really happened). A clock met
+    after its due time keeps ``met_at > due_at`` (late); a breached clock stays breached."""
     clocks = _select_clocks(
-        session, ticket_id, rule_ids, kinds, (*ACTIVE_CLOCK_STATES, ClockState.PAUSED)
+        session,
+        ticket_id,
+        rule_ids,
+        kinds,
+        (*ACTIVE_CLOCK_STATES, ClockState.PAUSED),
+        instance,
+        match_clause,
     )
     for c in clocks:
         c.state = ClockState.MET
@@ -148,10 +167,17 @@ def meet(
 
 
 def cancel(
-    session: Session, *, ticket_id: str, at: datetime, rule_ids: Iterable[str] | None = None
+    session: Session,
+    *,
+    ticket_id: str,
+    at: datetime,
+    rule_ids: Iterable[str] | None = None,
+    instance: int | None = None,
 ) -> list[SlaClock]:
+    """Stop the matching clocks without meeting them (the ticket closed; a grade change
+    superseded them)."""
     clocks = _select_clocks(
-        session, ticket_id, rule_ids, None, (*ACTIVE_CLOCK_STATES, ClockState.PAUSED)
+        session, ticket_id, rule_ids, None, (*ACTIVE_CLOCK_STATES, ClockState.PAUSED), instance
     )
     for c in clocks:
         c.state = ClockState.CANCELLED
@@ -159,6 +185,22 @@ def cancel(
         session.add(c)
     session.flush()
     return clocks
+
+
+def first_response_due(session: Session, *, ticket_id: str) -> datetime | None:
+    """The earliest first-response deadline of the ticket's running clocks ("whichever is
+    earlier", conflicts table): ESC-NORMAL counts from it."""
+    return session.exec(
+        select(SlaClock.due_at)
+        .where(
+            SlaClock.ticket_id == ticket_id,
+            SlaClock.kind == "response",
+            SlaClock.instance == 0,
+            SlaClock.state.in_(list(ACTIVE_CLOCK_STATES)),
+        )
+        .order_by(SlaClock.due_at)
+        .limit(1)
+    ).first()
 
 
 def pause(
@@ -169,9 +211,18 @@ def pause(
     at: datetime,
     rule_ids: Iterable[str] | None = None,
     kinds: Iterable[str] | None = None,
+    match_clause: bool = False,
 ) -> list[SlaClock]:
-    """Pause the matching running clocks, keeping the remaining time (working time for working units)."""
-    clocks = _select_clocks(session, ticket_id, rule_ids, kinds, ACTIVE_CLOCK_STATES)
+    """Pause the matching running targets, keeping the remaining time (working time for
+    working units). Only a rule marked ``pausable`` pauses: never a hard limit nor an
+    escalation clock (spec, "Readings", Pauses)."""
+    clocks = [
+        c
+        for c in _select_clocks(
+            session, ticket_id, rule_ids, kinds, ACTIVE_CLOCK_STATES, match_clause=match_clause
+        )
+        if (r := ctx.profile.rules.get(c.rule_id)) is not None and r.pausable
+    ]
     for c in clocks:
         assert c.due_at is not None
         if Unit(c.unit) in WORKING_UNITS and ctx.time_scale == 1.0:
@@ -194,9 +245,12 @@ def resume(
     ticket_id: str,
     at: datetime,
     rule_ids: Iterable[str] | None = None,
+    match_clause: bool = False,
 ) -> list[SlaClock]:
     """Resume paused clocks: the new due is the remaining time counted from ``at``."""
-    clocks = _select_clocks(session, ticket_id, rule_ids, None, (ClockState.PAUSED,))
+    clocks = _select_clocks(
+        session, ticket_id, rule_ids, None, (ClockState.PAUSED,), match_clause=match_clause
+    )
     for c in clocks:
         remaining = c.remaining_seconds or 0.0
         if Unit(c.unit) in WORKING_UNITS and ctx.time_scale == 1.0:
@@ -268,7 +322,22 @@ def ticket_context(ticket: Ticket | None) -> dict[str, Any]:
         "owner_team": ticket.owner_team or "-",
         "description": ticket.description,
         "product_model": ticket.product_model or "-",
+        "result": ticket.result or "-",
+        "service_city": ticket.service_city or "-",
     }
+
+
+def describe_stops(rule: Rule) -> str:
+    """What meets the rule, in words: the summaries of the steps that stop it."""
+    from aftersales.steps import StepError, resolve
+
+    words = []
+    for ref in rule.stops:
+        try:
+            words.append(f"{ref} ({resolve(ref)[1].summary})")
+        except StepError:
+            words.append(ref)
+    return " or ".join(words) or rule.id
 
 
 def _clock_context(c: SlaClock, rule: Rule | None, tz: Any) -> dict[str, Any]:
@@ -277,7 +346,7 @@ def _clock_context(c: SlaClock, rule: Rule | None, tz: Any) -> dict[str, Any]:
         "clause": c.clause,
         "due": c.due_at.astimezone(tz).isoformat() if c.due_at else "-",
         "started": c.started_at.astimezone(tz).isoformat(),
-        "stops": rule.stops if rule else "",
+        "stops": describe_stops(rule) if rule else "",
         "level": (rule.level if rule else None) or "-",
         "escalate_to": (rule.escalate_to if rule else None) or "-",
         "fire_count": c.fire_count,
@@ -334,7 +403,7 @@ def fire_due(
             _repeat(session, ctx, c, rule, base, now)
             report.repeated.append(c.id or 0)
         else:
-            resumed = _breach(session, c, rule, base, now, on_resume)
+            resumed = _breach(session, ctx, c, rule, base, now, on_resume, ticket)
             report.breached.append(c.id or 0)
             if resumed:
                 report.resumed.append(c.id or 0)
@@ -347,9 +416,19 @@ def _remind(
     session: Session, c: SlaClock, rule: Rule | None, base: dict[str, Any], now: datetime
 ) -> None:
     """REM-1: remind the owner and the supervisor before the breach."""
+    from aftersales.steps import queue_event
+
     c.state = ClockState.REMINDED
     c.reminded_at = now
     c.next_fire_at = c.due_at
+    queue_event(
+        session,
+        event="aftersales.sla.reminded",
+        ticket_id=c.ticket_id,
+        payload={"ticket_id": c.ticket_id, "rule_id": c.rule_id, "due": base.get("due")},
+        now=now,
+        tag="sla:at-risk",
+    )
     for role in rule.remind_to if rule else ("handler", "supervisor"):
         enqueue_notification(
             session,
@@ -393,45 +472,50 @@ def _repeat(
 
 def _breach(
     session: Session,
+    ctx: ClockContext,
     c: SlaClock,
     rule: Rule | None,
     base: dict[str, Any],
     now: datetime,
     on_resume: ResumeCallback | None,
+    ticket: Ticket | None,
 ) -> bool:
-    """The deadline passed unmet: record it, escalate / notify / resume; the SOP run goes on."""
+    """The deadline passed unmet: record it, then escalate (an escalation process of its
+    own, one level up for an escalation's own clock), notify, or resume the waiting run;
+    the SOP run goes on."""
+    from aftersales.steps import open_escalation, queue_event
+
     c.state = ClockState.BREACHED
     c.breached_at = now
     c.next_fire_at = None
     action = rule.on_breach if rule else "none"
     late_min = math.floor((now - c.due_at).total_seconds() / 60) if c.due_at else 0
     reason = (
-        f"{c.rule_id} breached: '{rule.stops if rule else 'deadline'}' not done by "
+        f"{c.rule_id} breached: '{rule.note or rule.id if rule else 'deadline'}' not done by "
         f"{base.get('due')} ({late_min} min late when detected)"
     )
+    queue_event(
+        session,
+        event="aftersales.sla.breached",
+        ticket_id=c.ticket_id,
+        payload={"ticket_id": c.ticket_id, "rule_id": c.rule_id, "due": base.get("due")},
+        now=now,
+        tag="sla:breached",
+    )
     resumed = False
-    if action == "escalate" and rule is not None:
-        assert rule.escalate_to is not None and rule.level is not None
-        session.add(
-            Escalation(
-                ticket_id=c.ticket_id,
-                clock_id=c.id,
-                rule_id=c.rule_id,
-                clause=c.clause,
-                level=rule.level,
-                escalated_to=rule.escalate_to,
-                reason=reason,
-                created_at=now,
-            )
-        )
-        enqueue_notification(
+    if action == "escalate" and rule is not None and ticket is not None:
+        parent = session.get(Escalation, c.instance) if c.instance else None
+        session.flush()
+        open_escalation(
             session,
-            dedupe_key=f"breach:{c.id}",
-            role=rule.escalate_to,
-            template=rule.template or "breach_escalation",
-            context={**base, "reason": reason},
+            clocks=ctx,
+            ticket=ticket,
+            rule=rule,
+            reason=reason,
+            by="sla-clock",
             now=now,
-            ticket_id=c.ticket_id,
+            parent=parent,
+            clock_id=c.id,
         )
     elif action == "notify" and rule is not None:
         enqueue_notification(

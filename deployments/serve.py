@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from prefect.events import DeploymentEventTrigger
 
-from aftersales.intake import INQUIRY_EVENT, REPAIR_EVENT
+from aftersales.steps import START_EVENTS
 
 # name -> (flow import path, event that starts it, tags)
 DEPLOYMENTS = {
-    "inquiry": ("flows.inquiry:inquiry", INQUIRY_EVENT, ["sop:inquiry"]),
-    "repair-dispatch": ("flows.repair:repair_dispatch", REPAIR_EVENT, ["sop:repair"]),
+    "inquiry": ("flows.inquiry:inquiry", START_EVENTS["inquiry"], ["sop:inquiry"]),
+    "repair-dispatch": ("flows.repair:repair_dispatch", START_EVENTS["repair"], ["sop:repair"]),
+    "escalation": ("flows.escalation:escalation", START_EVENTS["escalation"], ["sop:escalation"]),
+}
+# the flow parameters each start event fills from its payload
+PARAMETERS = {
+    START_EVENTS["escalation"]: {
+        "ticket_id": "{{ event.payload.ticket_id }}",
+        "escalation_id": "{{ event.payload.escalation_id }}",
+        "level": "{{ event.payload.level }}",
+    },
 }
 
 # Scheduled report deployments (issue 3): name -> (flow import path, cron, tags).
@@ -33,7 +42,7 @@ def trigger_for(event: str) -> DeploymentEventTrigger:
         enabled=True,
         expect={event},
         match={"prefect.resource.id": "aftersales.ticket.*"},
-        parameters={"ticket_id": "{{ event.payload.ticket_id }}"},
+        parameters=PARAMETERS.get(event, {"ticket_id": "{{ event.payload.ticket_id }}"}),
     )
 
 

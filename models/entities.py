@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UTCDateTime
@@ -143,6 +144,8 @@ class TicketBase(SQLModel):
     is_public: bool = False  # a public (social media) post
     safety_risk: bool = False  # ESC-URGENT trigger
     amount_cny: float = Field(default=0, ge=0)  # ESC-IMPORTANT trigger (> 1000 CNY)
+    # REP-2 same/other city: the service address's city (the customer's, or given at REP-1)
+    service_city: str | None = Field(default=None, max_length=60)
     category: Category | None = None
     priority: Priority = Priority.NORMAL
 
@@ -165,6 +168,10 @@ class Ticket(TicketBase, table=True):
     owner_team: str | None = Field(default=None, max_length=60)  # INQ-OWNER
     handler: str | None = Field(default=None, max_length=120)
     satisfaction: float | None = Field(default=None, ge=0, le=10)  # QA-1 scale
+    # CB-3 / INQ-4 survey, each 1-5 as asked; satisfaction = their mean x 2 (conflicts table)
+    satisfaction_attitude: int | None = Field(default=None, ge=1, le=5)
+    satisfaction_efficiency: int | None = Field(default=None, ge=1, le=5)
+    satisfaction_effectiveness: int | None = Field(default=None, ge=1, le=5)
     result: str | None = None
     root_cause: str | None = None
     new_customer: bool = True
@@ -274,7 +281,15 @@ class SlaClockPublic(SQLModel):
 
 
 # ---------------------------------------------------------------- escalations
+class EscalationState(StrEnum):
+    OPEN = "open"  # its own process: the person escalated to has steps to take
+    ACTED = "acted"  # the person took the level's steps (stepped in / contacted / planned)
+    JOINED = "joined"  # the same person already held an open escalation: recorded, no new run
+
+
 class Escalation(SQLModel, table=True):
+    """Every escalation (ESC-*), with its reason, who raised it, who acted and when."""
+
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: str = Field(foreign_key="ticket.id", max_length=40, index=True)
     clock_id: int | None = Field(default=None, foreign_key="sla_clock.id", unique=True)
@@ -286,6 +301,57 @@ class Escalation(SQLModel, table=True):
     escalated_by: str = Field(default="sla-clock", max_length=120)
     progress: str | None = None
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+    trigger: str | None = Field(default=None, max_length=80)  # the rule that opened it
+    parent_id: int | None = Field(default=None, foreign_key="escalation.id")
+    state: EscalationState = EscalationState.OPEN
+    acted_by: str | None = Field(default=None, max_length=120)
+    acted_at: datetime | None = Field(default=None, sa_column=_ts())
+    flow_run_id: str | None = Field(default=None, max_length=64)
+
+
+# ---------------------------------------------------------------- step records
+class StepRecord(SQLModel, table=True):
+    """One completed step of an SOP (REC-3): which, by whom, when it happened, and when
+    it was recorded. Unique per ticket, SOP, step key and escalation, so a step is
+    applied once whatever re-runs or resubmits it."""
+
+    __tablename__ = "step_record"
+    __table_args__ = (UniqueConstraint("ticket_id", "sop", "step_key", "instance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, index=True)
+    sop: str = Field(max_length=20)
+    step: str = Field(max_length=40)
+    step_key: str = Field(max_length=60)
+    instance: int = 0  # the escalation id for escalation steps
+    actor: str = Field(default="", max_length=120)
+    completed_at: datetime = Field(sa_column=_ts(nullable=False))
+    recorded_at: datetime = Field(sa_column=_ts(nullable=False))
+    flow_run_id: str | None = Field(default=None, max_length=64)
+
+
+# ---------------------------------------------------------------- Prefect events (outbox)
+class OutboxEvent(SQLModel, table=True):
+    """A Prefect event stored with the change that caused it and sent afterwards (the
+    start of an SOP run, a completed step, a reminder or breach), so an event is never
+    lost while the Prefect server is down. ``tag`` re-tags the ticket's runs."""
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (Index("ix_outbox_event_due", "sent_at", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event: str = Field(max_length=80)
+    ticket_id: str = Field(max_length=40, index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    related: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    tag: str | None = Field(default=None, max_length=40)
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    attempts: int = 0
+    last_error: str | None = None
 
 
 # ---------------------------------------------------------------- notifications

@@ -4,8 +4,11 @@ the caller owns the transaction (``models.db.session_scope``)."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import and_, exists
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -146,27 +149,148 @@ def notifications_for(session: Session, *, ticket_id: str) -> list[Notification]
     )
 
 
-def unstarted_tickets(
-    session: Session, *, older_than: datetime, newer_than: datetime, limit: int = 200
-) -> list[Ticket]:
-    """Open tickets whose current SOP has no flow run yet (its start event was lost,
-    e.g. the Prefect server was down at intake)."""
-    from sqlalchemy import and_, exists
+def lost_starts(session: Session, *, now: datetime, grace: timedelta) -> list[str]:
+    """Queue the start event again for each open ticket whose current SOP has no run, and
+    each open escalation without a run, when their last start event was sent more than
+    ``grace`` ago (an unsent one is still the courier's). Returns what was re-queued."""
+    from aftersales.steps import START_EVENTS, queue_event, queue_start
+    from models.entities import EscalationState, OutboxEvent, TicketStatus
 
-    from models.entities import TicketStatus
-
+    cutoff = now - grace
     has_run = exists().where(and_(SopRun.ticket_id == Ticket.id, SopRun.sop == Ticket.sop))
-    return list(
-        session.exec(
-            select(Ticket)
+    tickets = session.exec(
+        select(Ticket).where(
+            Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]),
+            Ticket.sop.in_([Sop.INQUIRY, Sop.REPAIR]),
+            Ticket.created_at <= cutoff,
+            ~has_run,
+        )
+    ).all()
+    escalations = session.exec(
+        select(Escalation).where(
+            Escalation.state == EscalationState.OPEN,
+            Escalation.flow_run_id.is_(None),
+            Escalation.created_at <= cutoff,
+        )
+    ).all()
+    queued = []
+
+    def last_start(ticket_id: str, event: str) -> OutboxEvent | None:
+        return session.exec(
+            select(OutboxEvent)
+            .where(OutboxEvent.ticket_id == ticket_id, OutboxEvent.event == event)
+            .order_by(OutboxEvent.id.desc())
+            .limit(1)
+        ).first()
+
+    for t in tickets:
+        last = last_start(t.id, START_EVENTS[str(t.sop)])
+        if last is not None and (last.sent_at is None or last.created_at > cutoff):
+            continue
+        queue_start(session, sop=str(t.sop), ticket=t, now=now)
+        queued.append(f"ticket {t.id} ({t.sop})")
+    for e in escalations:
+        starts = session.exec(
+            select(OutboxEvent)
             .where(
-                Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]),
-                Ticket.sop.in_([Sop.INQUIRY, Sop.REPAIR]),
-                Ticket.created_at <= older_than,
-                Ticket.created_at >= newer_than,
-                ~has_run,
+                OutboxEvent.ticket_id == e.ticket_id,
+                OutboxEvent.event == START_EVENTS["escalation"],
             )
-            .order_by(Ticket.created_at)
-            .limit(limit)
+            .order_by(OutboxEvent.id.desc())
         ).all()
+        mine = [o for o in starts if o.payload.get("escalation_id") == e.id]
+        if mine and (mine[0].sent_at is None or mine[0].created_at > cutoff):
+            continue
+        queue_event(
+            session,
+            event=START_EVENTS["escalation"],
+            ticket_id=e.ticket_id,
+            payload={
+                "ticket_id": e.ticket_id,
+                "sop": "escalation",
+                "escalation_id": e.id,
+                "level": e.level,
+                "to": e.escalated_to,
+            },  # fmt: skip
+            now=now,
+        )
+        queued.append(f"escalation {e.id} of {e.ticket_id}")
+    return queued
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One open ticket on the sla-board: its next due clock, owner and state."""
+
+    ticket_id: str
+    sop: str
+    priority: str
+    owner: str
+    next_rule: str | None
+    next_due: datetime | None
+    state: str  # breached | at-risk | on-track | no clock
+
+    def as_row(self, tz: Any) -> dict[str, str]:
+        return {
+            "ticket": self.ticket_id,
+            "sop": self.sop,
+            "priority": self.priority,
+            "owner": self.owner,
+            "next due": self.next_due.astimezone(tz).isoformat(timespec="minutes")
+            if self.next_due
+            else "",
+            "rule": self.next_rule or "",
+            "state": self.state,
+        }
+
+
+def sla_board(session: Session, *, limit: int = 500) -> list[BoardRow]:
+    """Every open ticket with its next due running clock, soonest first; its state is
+    breached (any clock breached), at-risk (a reminder went out) or on-track."""
+    from models.entities import ACTIVE_CLOCK_STATES, ClockState, TicketStatus
+
+    open_ids = select(Ticket.id).where(
+        Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS])
     )
+    clocks = session.exec(
+        select(SlaClock)
+        .where(
+            SlaClock.ticket_id.in_(open_ids),
+            SlaClock.state.in_([*ACTIVE_CLOCK_STATES, ClockState.BREACHED]),
+        )
+        .order_by(SlaClock.due_at)
+    ).all()
+    nxt: dict[str, SlaClock] = {}
+    breached: set[str] = set()
+    reminded: set[str] = set()
+    for c in clocks:
+        if c.state == ClockState.BREACHED:
+            breached.add(c.ticket_id)
+            continue
+        if c.state == ClockState.REMINDED:
+            reminded.add(c.ticket_id)
+        nxt.setdefault(c.ticket_id, c)
+    tickets = session.exec(
+        select(Ticket).where(Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]))
+    ).all()
+    rows = []
+    for t in tickets:
+        c = nxt.get(t.id)
+        state = (
+            "breached" if t.id in breached else "at-risk" if t.id in reminded else
+            "on-track" if c else "no clock"
+        )  # fmt: skip
+        rows.append(
+            BoardRow(
+                t.id,
+                str(t.sop),
+                str(t.priority),
+                t.handler or t.owner_team or "unassigned",
+                c.rule_id if c else None,
+                c.due_at if c else None,
+                state,
+            )  # fmt: skip
+        )
+    far = datetime.max.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (r.next_due or far, r.ticket_id))
+    return rows[:limit]

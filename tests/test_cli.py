@@ -74,7 +74,8 @@ def test_deadline_into_an_uncovered_year_uses_the_documented_fallback() -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["fallback_years"] == [2027]
-    assert out["due"] == "2027-01-05T10:00:00+08:00"  # Fri 1, Mon 4 (weekends-only fallback)
+    # Fri 1 New Year's Day (statutory, from the holidays package), weekend, Mon 4, Tue 5, 1 h Wed 6
+    assert out["due"] == "2027-01-06T10:00:00+08:00"
 
 
 def test_deadline_into_an_uncovered_year_errors_in_strict_mode(
@@ -125,13 +126,18 @@ def test_clock_pause_and_resume_from_the_cli_keep_the_remaining_time(sqlite_db: 
         ],
     )
     tid = json.loads(out.output)["ticket_id"]
-    res = runner.invoke(app, ["clock", "pause", tid, "--rule", "REP-1"])
-    assert res.exit_code == 0 and json.loads(res.output) == ["REP-1"]
+    # only a target pauses: REP-1 (a step deadline) and ESC-TIMEOUT (a hard limit) never do
+    res = runner.invoke(app, ["clock", "pause", tid, "--rule", "REP-1", "--rule", "ESC-TIMEOUT"])
+    assert res.exit_code == 0 and json.loads(res.output) == []
+    res = runner.invoke(app, ["clock", "pause", tid, "--rule", "PRI-URGENT"])
+    assert res.exit_code == 0 and json.loads(res.output) == ["PRI-URGENT:resolution"]
     with session_scope() as s:
-        rep1 = next(c for c in clocks_for(s, ticket_id=tid) if c.rule_id == "REP-1")
-    assert rep1.state == "paused" and 0 < rep1.remaining_seconds <= 30 * 60
+        target = next(
+            c for c in clocks_for(s, ticket_id=tid) if c.rule_id == "PRI-URGENT:resolution"
+        )
+    assert target.state == "paused" and 0 < target.remaining_seconds <= 2 * 3600
     res = runner.invoke(app, ["clock", "resume", tid])
-    assert res.exit_code == 0 and json.loads(res.output) == ["REP-1"]
+    assert res.exit_code == 0 and json.loads(res.output) == ["PRI-URGENT:resolution"]
     shown = runner.invoke(app, ["ticket", tid])
     assert shown.exit_code == 0
     assert "138****5678" in shown.output and "13812345678" not in shown.output  # PRIV-1

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from aftersales.api import create_app
 from aftersales.cli import app as cli
-from aftersales.intake import IntakeError, accept_intake, first_response_rules, parse_payload
+from aftersales.intake import IntakeError, accept_intake, parse_payload
 from aftersales.runtime import clock_context
 from models.db import session_scope
 from models.entities import SlaClock, Ticket
@@ -42,36 +42,65 @@ def counts() -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("extra", "rules"),
     [
-        ({"channel": "phone"}, {"INQ-CH-PHONE:response", "PRI-NORMAL:response"}),
-        ({"channel": "online"}, {"INQ-CH-ONLINE:response", "PRI-NORMAL:response"}),
+        (
+            {"channel": "phone"},
+            {"INQ-CH-PHONE:response", "INQ-CH-PHONE:resolution", "INQ-CH-PHONE:progress",
+             "PRI-NORMAL:response", "PRI-NORMAL:resolution", "ESC-TIMEOUT:normal"},
+        ),
+        (
+            {"channel": "online"},
+            {"INQ-CH-ONLINE:response", "INQ-CH-ONLINE:resolution", "PRI-NORMAL:response",
+             "PRI-NORMAL:resolution", "ESC-TIMEOUT:normal"},
+        ),
         (
             {"channel": "email", "email_grade": "important"},
-            {"INQ-CH-EMAIL:important", "PRI-IMPORTANT:response"},
+            {"INQ-CH-EMAIL:important", "PRI-IMPORTANT:response", "PRI-IMPORTANT:resolution",
+             "ESC-TIMEOUT:important"},
         ),
-        ({"channel": "email"}, {"INQ-CH-EMAIL:normal", "PRI-NORMAL:response"}),
+        (
+            {"channel": "email"},
+            {"INQ-CH-EMAIL:normal", "PRI-NORMAL:response", "PRI-NORMAL:resolution",
+             "ESC-TIMEOUT:normal"},
+        ),
         (
             {"channel": "social", "is_public": True},
-            {
-                "INQ-CH-SOCIAL:response",
-                "INQ-CH-SOCIAL:public-complaint",
-                "ESC-URGENT:within",
-                "PRI-URGENT:response",
-            },
+            {"INQ-CH-SOCIAL:response", "INQ-CH-SOCIAL:public-complaint", "INQ-CH-SOCIAL:resolution",
+             "PRI-URGENT:response", "PRI-URGENT:resolution", "ESC-TIMEOUT:urgent",
+             # ESC-URGENT opened at intake: its own clocks (escalation 1)
+             "ESC-URGENT:within", "ESC-URGENT:plan", "ESC-URGENT:resolution"},
         ),
-        ({"channel": "phone", "safety_risk": True}, {"ESC-URGENT:within", "PRI-URGENT:response"}),
+        (
+            {"channel": "phone", "safety_risk": True},
+            {"INQ-CH-PHONE:response", "INQ-CH-PHONE:resolution", "INQ-CH-PHONE:progress",
+             "PRI-URGENT:response", "PRI-URGENT:resolution", "ESC-TIMEOUT:urgent",
+             "ESC-URGENT:within", "ESC-URGENT:plan", "ESC-URGENT:resolution"},
+        ),
         (
             {"channel": "phone", "amount_cny": 1500},
-            {"ESC-IMPORTANT:within", "PRI-IMPORTANT:response"},
+            {"INQ-CH-PHONE:response", "INQ-CH-PHONE:resolution", "INQ-CH-PHONE:progress",
+             "PRI-IMPORTANT:response", "PRI-IMPORTANT:resolution", "ESC-TIMEOUT:important",
+             "ESC-IMPORTANT:within", "ESC-IMPORTANT:resolution"},
         ),
-        ({"channel": "phone", "amount_cny": 1000}, {"PRI-NORMAL:response"}),
+        (
+            {"channel": "phone", "amount_cny": 1000},
+            {"INQ-CH-PHONE:response", "INQ-CH-PHONE:resolution", "INQ-CH-PHONE:progress",
+             "PRI-NORMAL:response", "PRI-NORMAL:resolution", "ESC-TIMEOUT:normal"},
+        ),
     ],
-)
+)  # fmt: skip
 def test_first_clocks_by_channel_and_grade_INQ_1_INQ_CH_PRI_ESC(
-    extra: dict[str, Any], rules: set[str]
+    sqlite_db: str, extra: dict[str, Any], rules: set[str]
 ) -> None:
-    got = set(first_response_rules(parse_payload({**GOOD, **extra})))
-    assert rules <= got
-    assert {"INQ-SYNC", "ESC-NORMAL"} <= got
+    """Exactly the clocks the policy starts at intake, and nothing nobody can stop:
+    ESC-NORMAL counts from the first-response deadline; INQ-SYNC is met at once."""
+    r = accept_intake(parse_payload({**GOOD, **extra}), ctx=clock_context(), now=NOW)
+    with session_scope() as s:
+        clocks = {c.rule_id: c for c in clocks_for(s, ticket_id=r.ticket_id)}
+    assert set(clocks) == rules | {"INQ-SYNC", "ESC-NORMAL"}
+    assert clocks["INQ-SYNC"].state == "met"
+    first_due = min(c.due_at for c in clocks.values() if c.kind == "response")
+    assert clocks["ESC-NORMAL"].started_at == first_due  # ESC-NORMAL: 30 min after it
+    assert (clocks["ESC-NORMAL"].due_at - first_due).total_seconds() == 30 * 60
 
 
 def test_same_intake_twice_is_one_ticket_REC_1(sqlite_db: str) -> None:
@@ -112,7 +141,7 @@ def test_bad_payload_names_field_and_rule_and_stores_nothing(
     with pytest.raises(IntakeError) as err:
         parse_payload({**GOOD, **patch})
     assert any(f == field and rule in r for f, r in err.value.errors), err.value.errors
-    api = TestClient(create_app(emit=None))
+    api = TestClient(create_app(send=None))
     resp = api.post("/intake", json={**GOOD, **patch})
     assert resp.status_code == 422
     assert any(e["field"] == field and rule in e["rule"] for e in resp.json()["errors"])
@@ -121,22 +150,32 @@ def test_bad_payload_names_field_and_rule_and_stores_nothing(
 
 def test_missing_required_field_is_named(sqlite_db: str) -> None:
     payload = {k: v for k, v in GOOD.items() if k != "description"}
-    resp = TestClient(create_app(emit=None)).post("/intake", json=payload)
+    resp = TestClient(create_app(send=None)).post("/intake", json=payload)
     assert resp.status_code == 422
     assert resp.json()["errors"] == [{"field": "description", "rule": "Field required"}]
 
 
-def test_http_intake_emits_one_start_event_for_a_new_ticket_only(sqlite_db: str) -> None:
-    sent: list[tuple[str, str]] = []
-    api = TestClient(create_app(emit=lambda ev, tid, payload: sent.append((ev, tid))))
+def test_http_intake_stores_and_sends_one_start_event_for_a_new_ticket_only(sqlite_db: str) -> None:
+    """The start event is stored with the ticket (one transaction), then sent; the same
+    intake again stores and sends nothing."""
+    from models.entities import OutboxEvent
+
+    sent: list[str] = []
+    api = TestClient(create_app(send=lambda now, ticket_id: sent.append(ticket_id) or 1))
     first = api.post("/intake", json={**GOOD, "intake_id": "chat-2"})
     second = api.post("/intake", json={**GOOD, "intake_id": "chat-2"})
     assert (first.status_code, second.status_code) == (201, 200)
-    assert sent == [("aftersales.inquiry.received", first.json()["ticket_id"])]
+    tid = first.json()["ticket_id"]
+    assert sent == [tid]
+    with session_scope() as s:
+        starts = s.exec(
+            select(OutboxEvent.event).where(OutboxEvent.event == "aftersales.inquiry.received")
+        ).all()
+    assert starts == ["aftersales.inquiry.received"]
 
 
 def test_ticket_endpoint_masks_personal_data_PRIV_1(sqlite_db: str) -> None:
-    api = TestClient(create_app(emit=None))
+    api = TestClient(create_app(send=None))
     tid = api.post("/intake", json=GOOD).json()["ticket_id"]
     body = api.get(f"/tickets/{tid}").json()
     assert "13987654321" not in json.dumps(body, ensure_ascii=False)
@@ -204,7 +243,7 @@ def test_cli_intake_twice_prints_the_same_ticket(sqlite_db: str) -> None:
 def test_unknown_customer_id_is_refused_naming_the_field_and_nothing_is_stored(
     sqlite_db: str,
 ) -> None:
-    resp = TestClient(create_app(emit=None)).post("/intake", json={**GOOD, "customer_id": "C-404"})
+    resp = TestClient(create_app(send=None)).post("/intake", json={**GOOD, "customer_id": "C-404"})
     assert resp.status_code == 422
     assert resp.json()["errors"][0]["field"] == "customer_id"
     assert "no customer 'C-404'" in resp.json()["errors"][0]["rule"]

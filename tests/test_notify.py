@@ -83,13 +83,23 @@ SAMPLE: dict[str, Any] = {
     "complaint_on_time_rate": "100%",
     "misses": "response compliance 93.1% < 95%",
     "report_path": "reports/2024-04/quality.xlsx",
+    # the step model: the form fields of the step that sent the message
+    "step": "diagnosis",
+    "result": "firmware updated to 2.1",
+    "cause": "power board",
+    "mode": "on_site",
+    "charge": "paid_repair",
+    "cost_cny": 300,
+    "by": "王经理",
+    "plan": "replace the batch; public statement at 18:00",
+    "outcome": "rated",
 }
 
 # Template id -> clause the brief assigns to it.
 REQUIRED = {
     "reminder": "REM-1",
     "breach_escalation": "ESC-*",
-    "delay_alert": "INQ-CH-ONLINE",
+    "delay_alert": "INQ-*",  # the clause of the clock that fired (INQ-CH-PHONE …)
     "sync_group_post": "INQ-SYNC",
     "tech_support_escalation": "INQ-3",
     "repair_request": "INQ-3",

@@ -21,7 +21,7 @@ def spec_clauses(sections: tuple[str, ...]) -> set[str]:
     return {i for i in ids if i.startswith(sections)}
 
 
-SECTIONS_1_3 = ("INQ-", "PRI-", "REM-", "ESC-", "ASSIGN-", "REP-")
+SECTIONS_1_3 = ("INQ-", "PRI-", "REM-", "ESC-", "ASSIGN-", "REP-", "CMP-", "CB-")
 
 
 @pytest.mark.skipif(not SPEC.exists(), reason=f"spec not found at {SPEC}")
@@ -110,9 +110,12 @@ def test_packaged_profiles_are_listed() -> None:
             "- {id: rep-9, kind: step, starts: a, stops: b, duration: 1, unit: hours}",
             "rule rep-9: field id",
         ),
-        ("- {id: REP-9, kind: step, starts: a, stops: b}", "rule REP-9: field (rule)"),
-        ("- {id: REP-1, on_breach: escalate, escalate_to: null}", "rule REP-1"),
+        ("- {id: REP-9, duration: 1, unit: hours}", "rule REP-9: field id: an extending"),
+        ("- {id: REP-1, on_breach: escalate, escalate_to: null}", "rule REP-1: field on_breach"),
         ("- {id: REP-1, colour: red}", "rule REP-1: field colour"),
+        # a profile may change only the numbers (spec, "Readings of the sources")
+        ("- {id: REP-1, stops: [repair.arrival]}", "rule REP-1: field stops: an extending"),
+        ("- {id: ESC-TIMEOUT:urgent, pausable: true}", "rule ESC-TIMEOUT:urgent: field pausable"),
     ],
 )
 def test_bad_operator_profile_is_rejected_naming_rule_and_field(

@@ -83,8 +83,17 @@ def test_same_city_dispatch_reminds_at_3h30_and_escalates_at_4h_REP_2_REM_1_ESC(
         ("team_lead", "breach_escalation"),
     ]
     assert all("13812345678" not in n.body for n in notes)  # PRIV-1
-    # firing again changes nothing: the clock left the due set
-    assert fire(ctx, T0 + timedelta(hours=5)).fired == 0
+    # the escalation is a process: the team lead must step in within 15 min
+    # (ESC-NORMAL:within); nobody did, so it goes one level up to the supervisor
+    step_in = clock_of(tid, "ESC-NORMAL:within")
+    assert step_in.instance == esc[0].id and step_in.due_at == c.breached_at + timedelta(minutes=15)
+    assert fire(ctx, T0 + timedelta(hours=5)).breached == [step_in.id]
+    with session_scope() as s:
+        chain = [(e.rule_id, e.escalated_to, e.parent_id) for e in escalations_for(s, ticket_id=tid)]
+    assert chain == [
+        ("REP-2:same-city", "team_lead", None),
+        ("ESC-NORMAL:within", "supervisor", esc[0].id),
+    ]
 
 
 def test_met_clock_never_reminds_nor_breaches_REP_1(any_db: str, ctx: sla.ClockContext) -> None:
@@ -108,33 +117,41 @@ def test_arming_twice_is_one_clock(any_db: str, ctx: sla.ClockContext) -> None:
 def test_pause_keeps_working_time_remaining_across_a_weekend_REP_3(
     any_db: str, ctx: sla.ClockContext
 ) -> None:
-    """REP-3 progress every 2 working days: paused Friday 17:00 with 1 h left... resumed Monday."""
-    fri = datetime.fromisoformat(f"2026-11-26T10:00:00{SH}")  # Thursday
-    tid = new_ticket("pause-weekend", at=fri)
+    """REP-3 progress every 2 working days: paused Friday 17:00 with 10 h left, resumed Monday."""
+    thu = datetime.fromisoformat(f"2026-11-26T10:00:00{SH}")  # Thursday
+    tid = new_ticket("pause-weekend", at=thu)
     with session_scope() as s:
-        c = sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="CB-2:ordinary", start=fri)
-        assert c.due_at == datetime.fromisoformat(f"2026-12-01T10:00:00{SH}")  # Thu + 3 wd = Tue
+        c = sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="REP-3", start=thu)
+        assert c.due_at == datetime.fromisoformat(f"2026-11-30T10:00:00{SH}")  # Thu + 2 wd = Mon
         sla.pause(s, ctx=ctx, ticket_id=tid, at=datetime.fromisoformat(f"2026-11-27T17:00:00{SH}"))
-    c = clock_of(tid, "CB-2:ordinary")
-    # left: Fri 17-18 (1 h) + Mon 9 h + Tue 1 h = 11 working hours
-    assert c.state == ClockState.PAUSED and c.remaining_seconds == 11 * 3600
+    c = clock_of(tid, "REP-3")
+    # left: Fri 17-18 (1 h) + Mon 9-10 (1 h) = 2 working hours
+    assert c.state == ClockState.PAUSED and c.remaining_seconds == 2 * 3600
     assert fire(ctx, datetime.fromisoformat(f"2026-12-10T00:00:00{SH}")).fired == 0
     with session_scope() as s:
         sla.resume(s, ctx=ctx, ticket_id=tid, at=datetime.fromisoformat(f"2026-12-07T09:00:00{SH}"))
-    c = clock_of(tid, "CB-2:ordinary")
+    c = clock_of(tid, "REP-3")
     assert c.state == ClockState.ARMED
-    assert c.due_at == datetime.fromisoformat(f"2026-12-08T11:00:00{SH}")  # Mon 9h + Tue 2h
+    assert c.due_at == datetime.fromisoformat(f"2026-12-07T11:00:00{SH}")  # Mon 9h + 2 h
 
 
-def test_pause_keeps_natural_time_remaining_INQ_4(any_db: str, ctx: sla.ClockContext) -> None:
+def test_pause_keeps_natural_time_remaining_of_a_target_but_never_pauses_a_hard_limit_PRI_ESC_TIMEOUT(
+    any_db: str, ctx: sla.ClockContext
+) -> None:
+    """Waiting on the customer pauses targets, never a hard limit (spec, "Readings")."""
     tid = new_ticket("pause-natural")
     with session_scope() as s:
-        sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="INQ-4", start=T0)
-        sla.pause(s, ctx=ctx, ticket_id=tid, at=T0 + timedelta(minutes=30))
+        for rule in ("PRI-NORMAL:resolution", "ESC-TIMEOUT:normal", "INQ-4"):
+            sla.arm(s, ctx=ctx, ticket_id=tid, rule_id=rule, start=T0)
+        paused = sla.pause(s, ctx=ctx, ticket_id=tid, at=T0 + timedelta(minutes=30))
+        assert [c.rule_id for c in paused] == ["PRI-NORMAL:resolution"]
         sla.resume(s, ctx=ctx, ticket_id=tid, at=T0 + timedelta(hours=5))
-    c = clock_of(tid, "INQ-4")
-    assert c.due_at == T0 + timedelta(hours=6, minutes=30)
-    assert c.remind_at == c.due_at - timedelta(minutes=30)
+    c = clock_of(tid, "PRI-NORMAL:resolution")
+    assert c.due_at == T0 + timedelta(hours=28, minutes=30)
+    assert c.remind_at == c.due_at - timedelta(hours=1)
+    hard = clock_of(tid, "ESC-TIMEOUT:normal")
+    assert hard.state == ClockState.ARMED and hard.due_at == T0 + timedelta(hours=24)
+    assert clock_of(tid, "INQ-4").due_at == T0 + timedelta(hours=2)
 
 
 def test_repeating_progress_report_fires_every_2_working_days_REP_3(
@@ -181,10 +198,17 @@ def test_urgent_ticket_target_and_hard_limit_both_escalate_ESC_TIMEOUT_PRI_URGEN
     fire(ctx, T0 + timedelta(hours=2, seconds=1))
     fire(ctx, T0 + timedelta(hours=12, seconds=1))
     with session_scope() as s:
-        esc = [(e.rule_id, e.escalated_to) for e in escalations_for(s, ticket_id=tid)]
+        esc = [
+            (e.rule_id, e.escalated_to, str(e.state)) for e in escalations_for(s, ticket_id=tid)
+        ]
+    # the 2 h target escalates to the CS manager (urgent: acknowledge in 10 min, plan in
+    # 1 h); nobody acted, so its own clocks go one level up to the director, whose open
+    # escalation the later plan breach and the 12 h hard limit join (no second process)
     assert esc == [
-        ("PRI-URGENT:resolution", "cs_manager"),
-        ("ESC-TIMEOUT:urgent", "operations_director"),
+        ("PRI-URGENT:resolution", "cs_manager", "open"),
+        ("ESC-URGENT:within", "operations_director", "open"),
+        ("ESC-URGENT:plan", "operations_director", "joined"),
+        ("ESC-TIMEOUT:urgent", "operations_director", "joined"),
     ]
 
 

@@ -42,13 +42,13 @@ def test_no_engineer_available_gives_none_REP_2() -> None:
 def test_vip_goes_to_a_senior_in_the_same_city_first_ASSIGN_1() -> None:
     vip = SHANGHAI.model_copy(update={"vip": True})
     # the only senior is in another city: seniority never costs the same-city limit
-    best, _ = nearest_engineer(vip, candidates_for(vip, ENGINEERS))
+    best, _ = nearest_engineer(vip, candidates_for(vip, ENGINEERS, "上海"))
     assert best is not None and best.id == "pudong"
     senior_local = eng("xuhui-senior", "上海", 31.1880, 121.4365, senior=True)
-    best, _ = nearest_engineer(vip, candidates_for(vip, [*ENGINEERS, senior_local]))
+    best, _ = nearest_engineer(vip, candidates_for(vip, [*ENGINEERS, senior_local], "上海"))
     assert best is not None and best.id == "xuhui-senior"
     # an ordinary customer gets the nearest, senior or not
-    best, _ = nearest_engineer(SHANGHAI, candidates_for(SHANGHAI, [*ENGINEERS, senior_local]))
+    best, _ = nearest_engineer(SHANGHAI, candidates_for(SHANGHAI, [*ENGINEERS, senior_local], "上海"))
     assert best is not None and best.id == "pudong"
 
 
