@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from aftersales.privacy import mask_text
-from models.entities import Customer, Erasure, Ticket
+from models.entities import Customer, Erasure, Notification, Ticket
 
 ERASED = "[erased]"
 
@@ -48,12 +48,15 @@ def erase_customer(
     if not customer_id and not contact:
         raise ErasureError("customer_id/contact: give at least one")
     contacts = {contact} if contact else set()
+    names: set[str] = set()
     if customer_id:
         customer = session.get(Customer, customer_id)
         if customer is None:
             raise ErasureError(f"customer_id: no customer {customer_id!r}")
         if customer.phone != ERASED:
             contacts.add(customer.phone)
+        if customer.name != ERASED:
+            names.add(customer.name)
         customer.name = customer.phone = ERASED
         customer.id_number = customer.address = None
         session.add(customer)
@@ -66,11 +69,18 @@ def erase_customer(
     from sqlalchemy import or_
 
     tickets = list(session.exec(q.where(or_(*conditions))).all())
+    names |= {t.customer_name for t in tickets if t.customer_name != ERASED}
     for t in tickets:
         t.customer_name = ERASED
         t.contact = ERASED
         t.description = mask_text(t.description)
         session.add(t)
+        # the stored messages were masked when rendered (PRIV-1) but carry the name
+        for n in session.exec(select(Notification).where(Notification.ticket_id == t.id)):
+            for name in sorted(names, key=len, reverse=True):
+                n.title = n.title.replace(name, ERASED)
+                n.body = n.body.replace(name, ERASED)
+            session.add(n)
     record = Erasure(
         customer_id=customer_id,
         contact_hash=contact_hash(contact) if contact else None,

@@ -197,8 +197,22 @@ _INTL = r"\+[1-9]\d{0,2}[ -]?(?:\(\d{1,4}\)[ -]?)?\d(?:[ -]?\d){5,13}"
 _LANDLINE = r"(?:\(0\d{2,3}\)[ -]?|0\d{2,3}[ -])[1-9]\d{2,3}[ -]?\d{4}"
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 
+# A street address inside free text: a Chinese road/street with a house number (and
+# building/unit/room), or an English house number and street. Masked below the
+# district/city level by mask_address, keeping the words before it.
+_CN_STREET = (
+    r"[\u3400-\u9fff]{0,24}?(?:路|街|大道|大街|巷|弄|胡同)\s*\d+(?:-\d+)?\s*号"
+    r"(?:\s*[\dA-Za-z]+(?:-[\dA-Za-z]+)?\s*(?:号楼|栋|幢|座|单元|楼|层|室|户))*"
+    r"(?:\s*\d+(?:-\d+)?(?![\d号]))?"
+)
+_EN_STREET = (
+    r"\b\d{1,6}[A-Za-z]?\s+(?:[A-Z][A-Za-z]*\.?\s+){1,4}"
+    r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct)\b\.?"
+)
+
 _PII = re.compile(
-    rf"(?P<email>{_EMAIL})"
+    rf"(?P<address>{_CN_STREET}|{_EN_STREET})"
+    rf"|(?P<email>{_EMAIL})"
     rf"|{_L}(?P<id>{_ID18}){_R}"
     rf"|{_L}(?P<card>{_CARD}){_R}"
     rf"|(?<![0-9A-Za-z+])(?P<phone>{_MOBILE}|{_INTL}|{_LANDLINE}){_R}"
@@ -212,6 +226,8 @@ _CARD_CONTEXT = re.compile(
 def _mask_match(m: re.Match[str]) -> str:
     kind = m.lastgroup
     value = m.group(0)
+    if kind == "address":
+        return mask_address(value)
     if kind == "email":
         return mask_email(value)
     if kind == "id":
@@ -231,7 +247,9 @@ def mask_text(text: str) -> str:
     Masks mobile phones (with ``+86`` prefix and space/dash separators),
     landlines with an area code, international numbers with a ``+`` prefix,
     18-character PRC IDs, bank card numbers (16-19 digits passing the Luhn
-    check, or preceded by a word such as 卡号/card) and e-mail addresses.
+    check, or preceded by a word such as 卡号/card), e-mail addresses and street
+    addresses (a Chinese road with a house number, kept down to the district; an
+    English house number and street).
     A 16-19 digit number that fails Luhn (an order number) is left alone.
     Idempotent: ``mask_text(mask_text(t)) == mask_text(t)``.
     """

@@ -493,9 +493,9 @@ def complete(
     at = _clamp(outcome.at, now=now, floor=ticket.created_at)
     ref = ref_of(sop, step)
     profile = clocks.profile
-    values = {
-        **facts_for(session, ticket=ticket, profile=profile, escalation=escalation).model_dump(),
+    values = {  # the ticket's facts win over a form field of the same name ("auto" grade)
         **(form.model_dump() if form else {}),
+        **facts_for(session, ticket=ticket, profile=profile, escalation=escalation).model_dump(),
     }
     scope = instance if sop == "escalation" else None
 
@@ -652,6 +652,7 @@ def _send_messages(
         role = escalation.escalated_to if msg.to == "assignee" and escalation else msg.to
         context = {
             **ticket_context(ticket),
+            **work_order_context(session, ticket),
             **{
                 k: ("-" if v is None else v) for k, v in (form.model_dump() if form else {}).items()
             },
@@ -669,6 +670,33 @@ def _send_messages(
             now=now,
             ticket_id=ticket.id,
         )
+
+
+def work_order_context(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """The work order fields messages may use (engineer, distance, REP-2 rule)."""
+    from models.entities import Engineer
+    from models.repository import get_work_order
+
+    wo = get_work_order(session, ticket_id=ticket.id)
+    if wo is None:
+        return {}
+    eng = session.get(Engineer, wo.engineer_id) if wo.engineer_id else None
+    rule = (
+        None
+        if wo.same_city is None
+        else ("REP-2:same-city" if wo.same_city else "REP-2:other-city")
+    )
+    return {
+        k: v
+        for k, v in {
+            "engineer": eng.name if eng else None,
+            "skill": str(wo.skill),
+            "distance_km": wo.distance_km,
+            "rule_id": rule,
+            "device_status": wo.device_status,
+        }.items()
+        if v is not None
+    }
 
 
 # ---------------------------------------------------------------- events (outbox)

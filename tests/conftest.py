@@ -139,7 +139,7 @@ def _wait_for_deployments(api_url: str, proc: subprocess.Popen[bytes], log_path:
             raise RuntimeError(f"runner exited early; see {log_path}")
         with get_client(sync_client=True) as client:
             autos = client.request("POST", "/automations/filter", json={}).json()
-        if len({a["name"] for a in autos if a["name"].startswith("start on aftersales")}) >= 2:
+        if len({a["name"] for a in autos if a["name"].startswith("start on aftersales")}) >= 3:
             return
         time.sleep(0.5)
     raise RuntimeError(f"deployments were not served within 90 s; see {log_path}")

@@ -15,7 +15,7 @@ from aftersales.intake import accept_intake, parse_payload
 from aftersales.runtime import clock_context
 from models.db import session_scope
 from models.entities import Customer, CustomerCreate, Erasure
-from models.repository import get_ticket, upsert_customer
+from models.repository import get_ticket, notifications_for, upsert_customer
 
 NOW = datetime.fromisoformat("2026-11-23T10:00:00+08:00")
 
@@ -74,6 +74,10 @@ def test_erasure_removes_personal_data_keeps_statistics_and_records_the_reason_P
             assert (t.customer_name, t.contact) == ("[erased]", "[erased]")
             assert "13812345678" not in t.description and "110105199003071234" not in t.description
         assert get_ticket(s, ticket_id=registered).satisfaction == 9  # statistics intact
+        # the stored messages (masked when rendered) lose the name too
+        for tid in (registered, walk_in):
+            stored = notifications_for(s, ticket_id=tid)
+            assert stored and all("张伟" not in n.title + n.body for n in stored)
         (row,) = s.exec(__import__("sqlmodel").select(Erasure)).all()
         assert row.reason == "customer request by phone 2026-11-23"
         assert row.requested_by == "客服主管-周"

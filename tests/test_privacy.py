@@ -269,3 +269,29 @@ def test_install_log_masking_covers_child_loggers_PRIV_1(caplog: pytest.LogCaptu
         "contact 139****5678",
         "untouched 13812345678",  # only the named hierarchies are masked
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("我住在北京市朝阳区建国路88号1201室，请上门", "我住在北京市朝阳区***，请上门"),
+        ("上海市浦东新区世纪大道100号3号楼2单元501", "上海市浦东新区***"),
+        ("I live at 221B Baker Street, London", "I live at ***, London"),
+        ("地铁2号线 is not an address", "地铁2号线 is not an address"),
+    ],
+)
+def test_street_addresses_in_free_text_are_masked_below_the_district_PRIV_1(
+    text: str, masked: str
+) -> None:
+    assert mask_text(text) == masked
+    assert mask_text(masked) == masked  # idempotent
+
+
+def test_an_address_in_a_description_never_reaches_the_sync_group_unmasked_PRIV_1() -> None:
+    from aftersales.notify import render
+
+    msg = render(
+        "sync_group_post",
+        {"ticket_id": "TK-1", "description": "上门地址：杭州市西湖区文三路477号华星科技大厦9楼"},
+    )
+    assert "文三路477号" not in msg.body and "杭州市西湖区***" in msg.body

@@ -92,6 +92,20 @@ def run_logs(run_id: str) -> list[str]:
     return [entry.message for entry in logs]
 
 
+def notes(ticket_id: str) -> list[tuple[str, str]]:
+    """Every notification the ticket produced, as (role, template), in order."""
+    with session_scope() as s:
+        return [(n.role, n.template) for n in notifications_for(s, ticket_id=ticket_id)]
+
+
+def escalations(ticket_id: str) -> list[tuple[str, str, str]]:
+    with session_scope() as s:
+        return [
+            (e.rule_id, e.escalated_to, str(e.state))
+            for e in escalations_for(s, ticket_id=ticket_id)
+        ]
+
+
 def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_escalation_INQ_2_REP_2_REM_1_ESC(
     stack: Stack,
 ) -> None:
@@ -198,7 +212,7 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     ir = flow_run(inquiry_run.flow_run_id)
     assert ir.state.is_completed() and ir.name == f"inquiry-{ticket_id}"
     assert {"sop:inquiry", "priority:urgent", "channel:phone"} <= set(ir.tags)  # re-tagged by INQ-2
-    assert artifact_rules(ticket_id) >= {"REP-1", "REP-2:same-city", "CB-2:ordinary"}
+    assert artifact_rules(ticket_id) >= {"REP-1", "REP-2:same-city", "ESC-NORMAL:within"}
     rr = flow_run(repair_run.flow_run_id)
     assert rr.name == f"repair-{ticket_id}"
     assert {"sop:repair", "priority:urgent", "channel:phone"} <= set(rr.tags)
@@ -217,8 +231,13 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
             minutes=profile.reminders.response_minutes
         )
         assert clocks["PRI-URGENT:resolution"].state == ClockState.MET
-        assert clocks["CB-2:ordinary"].state == ClockState.ARMED  # completion starts CB-2
-        assert clocks["CB-2:vip-second"].state == ClockState.ARMED  # C-1001 is VIP
+        # classified B (urgent) at the first response: the grade's clocks re-armed from
+        # the submission, the normal ones superseded
+        assert clocks["PRI-URGENT:resolution"].started_at == t.created_at
+        assert clocks["PRI-NORMAL:resolution"].state == ClockState.CANCELLED
+        assert clocks["ESC-TIMEOUT:urgent"].state == ClockState.MET
+        # CB-2 is stopped only by the callback SOP, not deployed yet: not armed (issue 6)
+        assert "CB-2:ordinary" not in clocks and "CB-2:vip-second" not in clocks
         bodies = [n.body for n in notifications_for(s, ticket_id=ticket_id)]
     # PRIV-1: the phone number never leaves unmasked: not in the run logs, the
     # notifications stored, nor what the sink received
@@ -227,6 +246,37 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     assert all("13812345678" not in line for line in logs)
     assert all("13812345678" not in b for b in bodies)
     assert all("13812345678" not in str(m.body) for m in stack.sink.messages())
+
+    # the escalation is its own run: the team lead steps in (ESC-NORMAL:within stops)
+    submit(
+        ticket_id, "step-in", {"by": "组长-周", "action": "called the engineer; told the customer"}
+    )
+    with session_scope() as s:
+        esc_run = escalations_for(s, ticket_id=ticket_id)[0].flow_run_id
+    assert esc_run is not None
+    wait(lambda: flow_run(esc_run).state.is_completed(), 120, "escalation run completed")
+    er = flow_run(esc_run)
+    assert er.name.startswith(f"escalation-{ticket_id}-")
+    assert {"sop:escalation", "level:normal", "to:team_lead"} <= set(er.tags)
+    with session_scope() as s:
+        within = next(
+            c for c in clocks_for(s, ticket_id=ticket_id) if c.rule_id == "ESC-NORMAL:within"
+        )
+    assert within.state == ClockState.MET
+    # exactly what this scenario caused: one escalation (REP-2, acted on) and these messages
+    assert escalations(ticket_id) == [("REP-2:same-city", "team_lead", "acted")]
+    assert notes(ticket_id) == [
+        ("sync_group", "sync_group_post"),  # INQ-SYNC at intake
+        ("dispatch", "repair_request"),  # INQ-2 class B
+        ("engineer", "work_order"),  # REP-2
+        ("handler", "reminder"),  # REM-1 before the REP-2 breach
+        ("supervisor", "reminder"),
+        ("team_lead", "breach_escalation"),  # REP-2 breached
+        ("dispatch", "step_done"),  # arrival
+        ("customer", "repair_plan"),  # REP-3 diagnosis
+        ("customer", "repair_confirmation"),  # REP-4
+        ("handler", "escalation_progress"),  # the lead stepped in
+    ]
 
 
 def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_3_INQ_CH_EMAIL(
@@ -263,6 +313,8 @@ def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_
         "the INQ-3 escalation at tech support",
     )
     submit(ticket_id, "solved", {"resolution": "firmware 2.1 or later", "root_cause": "docs gap"})
+    # INQ-4 is met by reporting the result and asking for satisfaction (not by the answer)
+    submit(ticket_id, "report", {"agent": "小周", "via": "phone"})
     with session_scope() as s:
         run = get_sop_run(s, ticket_id=ticket_id, sop="inquiry")
     assert run is not None
@@ -275,9 +327,23 @@ def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_
     assert clocks["INQ-CH-EMAIL:close"].state == ClockState.BREACHED
     assert clocks["INQ-CH-EMAIL:followup"].fire_count >= 2  # every period until closed
     assert clocks["INQ-CH-EMAIL:important"].state == ClockState.MET
-    assert ("INQ-3", "tech_support") in escalations
-    followups = [m for m in stack.sink.messages("/customer") if ticket_id in str(m.body)]
-    assert len(followups) >= 3  # feedback request + follow-ups
+    assert clocks["INQ-4"].state == ClockState.MET and clocks["INQ-3"].state == ClockState.MET
+    assert clocks["INQ-CH-EMAIL:callback"].state == ClockState.MET  # the report phoned
+    # classified A (normal): the important grade's clocks superseded from the submission
+    assert clocks["PRI-IMPORTANT:resolution"].state == ClockState.CANCELLED
+    assert clocks["PRI-NORMAL:resolution"].started_at == t.created_at
+    assert escalations == []  # INQ-3 is a hand-over to tech support, not an escalation
+    got = notes(ticket_id)
+    followups = got.count(("customer", "email_followup"))
+    assert followups >= 2
+    assert [n for n in got if n != ("customer", "email_followup")] == [
+        ("sync_group", "sync_group_post"),
+        ("tech_support", "tech_support_escalation"),  # INQ-3
+        ("customer", "solution_sent"),
+        ("customer", "feedback_request"),  # INQ-4
+        ("handler", "ticket_auto_closed"),  # INQ-CH-EMAIL: 3 days (60 s here) no reply
+        ("handler", "ticket_closed"),
+    ]
     assert all("lina@example.com" not in str(m.body) for m in stack.sink.messages())
 
 
@@ -313,7 +379,13 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
     with pytest.raises(StepError, match="waits for step 'review'"):
         resume_step(ticket_id, "arrival", {"engineer_id": "E-03"})
     submit(ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "software"})
-    submit(ticket_id, "arrival", {"engineer_id": "E-03"})  # only software engineer: Shanghai
+    # a typo never kills the run: the wrong engineer is refused and the step asked again
+    submit(ticket_id, "arrival", {"engineer_id": "E-01"})
+    wait(lambda: waits_for(ticket_id, "arrival-2"), 120, "arrival asked again")
+    with session_scope() as s:
+        run = get_sop_run(s, ticket_id=ticket_id, sop="repair")
+    assert run is not None and flow_run(run.flow_run_id).state.is_paused()
+    submit(ticket_id, "arrival-2", {"engineer_id": "E-03"})  # only software engineer: Shanghai
     submit(
         ticket_id,
         "diagnosis",
@@ -338,7 +410,9 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
     )
     paused = clocks["PRI-URGENT:resolution"]
     assert paused.state == ClockState.PAUSED and paused.remaining_seconds > 0
-    assert clocks["REP-3"].state == ClockState.ARMED  # depot: progress every 2 working days
+    # waiting on the customer pauses the targets (REP-3 included), never a hard limit
+    assert clocks["REP-3"].state == ClockState.PAUSED  # depot: progress every 2 working days
+    assert clocks["ESC-TIMEOUT:urgent"].state == ClockState.ARMED
     submit(ticket_id, "customer-decision", {"agreed": True})
     confirmation = {
         "test_passed": True,
@@ -365,4 +439,59 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
     resumed = clocks["PRI-URGENT:resolution"]
     assert resumed.state == ClockState.MET
     assert clocks["REP-3"].state == ClockState.MET
-    assert "CB-2:vip-second" not in clocks  # C-1002 is not VIP
+    assert escalations(ticket_id) == []
+    assert notes(ticket_id) == [
+        ("sync_group", "sync_group_post"),
+        ("dispatch", "repair_request"),  # REP-1 at intake
+        ("engineer", "work_order"),  # REP-2 other city
+        ("dispatch", "step_done"),  # arrival (the second submission)
+        ("customer", "repair_plan"),  # REP-3
+        ("dispatch", "step_done"),  # the customer agreed
+        ("customer", "repair_confirmation"),  # REP-4
+    ]
+
+
+def test_safety_risk_opens_an_urgent_escalation_run_the_director_acknowledges_and_plans_ESC_URGENT(
+    stack: Stack,
+) -> None:
+    """ESC-URGENT fires at intake: the operations director is notified at once and the
+    escalation is its own run (acknowledge within 10 min, initial plan within 1 h, copied to
+    tech support and PR); the inquiry run goes on beside it."""
+    from aftersales.api import create_app
+
+    api = TestClient(create_app())
+    resp = api.post(
+        "/intake",
+        json={
+            "channel": "phone",
+            "intake_id": f"call-safety-{stack.backend}-{time.time_ns()}",
+            "customer_name": "周强",
+            "contact": "13600001111",
+            "description": "heater smokes when switched on",
+            "safety_risk": True,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    ticket_id = resp.json()["ticket_id"]
+    submit(ticket_id, "acknowledge", {"by": "运营总监-吴", "team": "tech support + PR"})
+    submit(ticket_id, "plan", {"by": "运营总监-吴", "plan": "stop sales of batch 7; replace units"})
+    with session_scope() as s:
+        esc = escalations_for(s, ticket_id=ticket_id)
+        clocks = {(c.rule_id, c.instance): c for c in clocks_for(s, ticket_id=ticket_id)}
+    assert [(e.rule_id, e.escalated_to, e.level) for e in esc] == [
+        ("ESC-URGENT", "operations_director", "urgent")
+    ]
+    wait(lambda: flow_run(esc[0].flow_run_id).state.is_completed(), 120, "escalation run completed")
+    assert clocks[("ESC-URGENT:within", esc[0].id)].state == ClockState.MET
+    assert clocks[("ESC-URGENT:plan", esc[0].id)].state == ClockState.MET
+    assert clocks[("ESC-URGENT:resolution", esc[0].id)].state == ClockState.ARMED  # until solved
+    assert escalations(ticket_id) == [("ESC-URGENT", "operations_director", "acted")]
+    assert notes(ticket_id) == [
+        ("sync_group", "sync_group_post"),
+        ("operations_director", "escalation_opened"),
+        ("handler", "escalation_progress"),  # acknowledged
+        ("handler", "escalation_progress"),  # planned
+        ("tech_support", "emergency_plan"),
+        ("pr", "emergency_plan"),
+    ]
+    assert waits_for(ticket_id, "first-response")  # the inquiry run waits beside it
