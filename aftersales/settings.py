@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # Default product warranty (REP-1) when the product catalogue gives none.
     warranty_months: int = 12
     reports_dir: Path = Path("reports")
+    # History import (issue 12): rows per chunk; row errors listed at most (counts stay
+    # exact); SQLite page cache of the import connection in KiB.
+    import_chunk_rows: int = Field(default=50_000, ge=100)
+    import_max_errors: int = Field(default=10_000, ge=0)
+    import_sqlite_cache_kib: int = Field(default=65_536, ge=2_048)
 
     @field_validator("calendar_files", mode="before")
     @classmethod
