@@ -2,17 +2,17 @@
 
 Charts are drawn on ``matplotlib.figure.Figure`` objects (Agg canvas), never
 through pyplot's global state, so flows and tests can draw from any thread.
+They take plain rows (the report's JSON rows), not DataFrames.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -29,18 +29,24 @@ def _none_to_nan(values: Iterable[Any]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def quality_trend(trend: pd.DataFrame, targets: dict[str, float], path: Path) -> Path:
+def _col(rows: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    return [r[key] for r in rows]
+
+
+def quality_trend(
+    trend: Sequence[Mapping[str, Any]], targets: Mapping[str, float], path: Path
+) -> Path:
     """Response compliance and satisfaction per month, with their targets."""
     fig = Figure(figsize=(8, 4))
     ax = fig.add_subplot(1, 1, 1)
-    months = list(trend["month"])
+    months = _col(trend, "month")
     x = range(len(months))
     for col, label in (
         ("response_compliance", "response compliance"),
         ("fault_resolution_rate", "fault resolution rate"),
         ("complaint_on_time_rate", "complaint on-time rate"),
     ):
-        ax.plot(x, [v * 100 for v in _none_to_nan(trend[col])], marker="o", label=label)
+        ax.plot(x, [v * 100 for v in _none_to_nan(_col(trend, col))], marker="o", label=label)
     ax.axhline(
         targets["response_compliance"] * 100, ls="--", c="grey", lw=1, label="response target"
     )
@@ -51,7 +57,7 @@ def quality_trend(trend: pd.DataFrame, targets: dict[str, float], path: Path) ->
     ax2 = ax.twinx()
     ax2.plot(
         x,
-        _none_to_nan(trend["satisfaction_avg"]),
+        _none_to_nan(_col(trend, "satisfaction_avg")),
         marker="s",
         c="tab:purple",
         label="satisfaction (0-10)",
@@ -84,41 +90,46 @@ def compliance_vs_target(
     return _save(fig, path)
 
 
-def top_bars(counts: pd.Series, path: Path, title: str, xlabel: str = "tickets") -> Path:
+def top_bars(
+    counts: Sequence[tuple[str, int]], path: Path, title: str, xlabel: str = "tickets"
+) -> Path:
+    """Horizontal bars of (name, count) pairs, first on top."""
     fig = Figure(figsize=(8, max(2.5, 0.35 * len(counts) + 1)))
     ax = fig.add_subplot(1, 1, 1)
-    ax.barh([str(i) for i in counts.index], counts.to_numpy(), color="tab:blue")
+    ax.barh([str(n) for n, _ in counts], [v for _, v in counts], color="tab:blue")
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return _save(fig, path)
 
 
-def weekly_speed(weekly: pd.DataFrame, target_hours: float, limit_share: float, path: Path) -> Path:
+def weekly_speed(
+    weekly: Sequence[Mapping[str, Any]], target_hours: float, limit_share: float, path: Path
+) -> Path:
     """Average first response (h) and over-limit share per week."""
     fig = Figure(figsize=(9, 4))
     ax = fig.add_subplot(1, 1, 1)
     x = range(len(weekly))
     ax.plot(
         x,
-        _none_to_nan(weekly["avg_first_response_hours"]),
+        _none_to_nan(_col(weekly, "avg_first_response_hours")),
         marker="o",
         label="avg first response (h)",
     )
     ax.plot(
         x,
-        _none_to_nan(weekly["avg_resolution_hours"]),
+        _none_to_nan(_col(weekly, "avg_resolution_hours")),
         marker=".",
         alpha=0.6,
         label="avg resolution (h)",
     )
     ax.axhline(target_hours, ls="--", c="grey", lw=1, label=f"target {target_hours:g} h")
     ax.set_ylabel("hours")
-    ax.set_xticks(list(x), list(weekly["week"]), rotation=60, fontsize=7)
+    ax.set_xticks(list(x), _col(weekly, "week"), rotation=60, fontsize=7)
     ax2 = ax.twinx()
     ax2.bar(
         x,
-        [v * 100 for v in _none_to_nan(weekly["over_limit_share"])],
+        [v * 100 for v in _none_to_nan(_col(weekly, "over_limit_share"))],
         alpha=0.25,
         color="tab:red",
         label="over limit (%)",
@@ -132,14 +143,16 @@ def weekly_speed(weekly: pd.DataFrame, target_hours: float, limit_share: float, 
     return _save(fig, path)
 
 
-def replay_breaches(per_rule: pd.DataFrame, label_a: str, label_b: str, path: Path) -> Path:
+def replay_breaches(
+    per_rule: Sequence[Mapping[str, Any]], label_a: str, label_b: str, path: Path
+) -> Path:
     """Grouped bars: breaches per rule under profile A and B."""
     fig = Figure(figsize=(9, max(3, 0.35 * len(per_rule) + 1)))
     ax = fig.add_subplot(1, 1, 1)
     y = list(range(len(per_rule)))
-    ax.barh([i - 0.2 for i in y], per_rule["breached_a"], height=0.4, label=f"A: {label_a}")
-    ax.barh([i + 0.2 for i in y], per_rule["breached_b"], height=0.4, label=f"B: {label_b}")
-    ax.set_yticks(y, list(per_rule["rule"]), fontsize=7)
+    ax.barh([i - 0.2 for i in y], _col(per_rule, "breached_a"), height=0.4, label=f"A: {label_a}")
+    ax.barh([i + 0.2 for i in y], _col(per_rule, "breached_b"), height=0.4, label=f"B: {label_b}")
+    ax.set_yticks(y, _col(per_rule, "rule"), fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("breached tickets")
     ax.legend(fontsize=7)

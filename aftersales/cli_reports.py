@@ -1,8 +1,13 @@
-"""CLI commands of issue 3: ``import``, ``report quality``, ``report speed``, ``replay``.
+"""CLI commands of issues 3 and 12: ``import``, ``report quality``, ``report speed``, ``replay``.
 
 Registered on the main ``aftersales`` app by :func:`register` (see aftersales/cli.py).
 Exit codes: 0 success; 1 ``import`` rejected some rows (the good ones were
 imported) or ``--input`` had bad rows (skipped); 2 a usage or file error.
+
+Over the stored tickets the reports are computed by the database; the schema is
+brought up to date only when it is older than the report queries need (a cold
+``report quality --json`` loads neither Alembic, pandas nor matplotlib). With
+``--json`` the report files are written only when ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -39,10 +44,28 @@ def _frame_or_database(
         frame, errors = _read_input(input_file, mapping, scale)
         _print_row_errors(errors)
         return frame, errors
-    from models.db import init_db
-
-    init_db()
+    _ensure_schema()
     return None, []
+
+
+def _ensure_schema() -> None:
+    """Run the migrations only when the database is older than the report queries need."""
+    from aftersales.report_sql import schema_ready
+    from models.db import get_engine, init_db
+
+    if not schema_ready(get_engine()):
+        init_db()
+
+
+def _out_dir(out: Path | None, as_json: bool) -> Path | None:
+    """Where the report files go: ``--out``; else the reports folder, unless ``--json``."""
+    if out is not None:
+        return out
+    if as_json:
+        return None
+    from aftersales.settings import get_settings
+
+    return get_settings().reports_dir
 
 
 def _profile(name: str | None) -> Any:
@@ -71,7 +94,9 @@ def _read_input(path: Path, mapping: Path | None, scale: int | None) -> tuple[An
 
 # ------------------------------------------------------------------ import
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="CSV or XLSX export with the canonical columns")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV, XLSX or Parquet export with the canonical columns")
+    ],
     mapping: Annotated[
         Path | None, typer.Option("--mapping", help="YAML: canonical column -> source column")
     ] = None,
@@ -80,24 +105,54 @@ def import_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
-    """Import ticket history (CSV/XLSX). Bad rows are listed with their line; the good
-    rows are stored in one transaction; the same file twice adds nothing.
+    """Import ticket history (CSV/XLSX/Parquet), streamed in chunks. Bad rows are listed
+    with their line; the good rows are stored in one transaction; the same file twice
+    adds nothing. A progress bar shows on a terminal.
     Exit 0 all rows good, 1 some rows rejected, 2 the file could not be used."""
+    import sys
+
+    from aftersales.clock import get_clock
     from aftersales.history import HistoryFileError, Mapping, import_file
     from models.db import init_db
 
     if scale not in (None, 5, 10):
         _fail("--scale must be 5 or 10")
     init_db()
-    try:
-        res = import_file(file, mapping=Mapping.load(mapping), scale=scale)
-    except HistoryFileError as exc:
-        _fail(str(exc))
-        return
+    # the bar goes to stderr, and only when stdout is a terminal (never into piped output)
+    with typer.progressbar(
+        length=1,
+        label=f"importing {file.name}",
+        file=sys.stderr,
+        hidden=not sys.stdout.isatty(),
+        show_percent=True,
+    ) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        try:
+            res = import_file(
+                file,
+                mapping=Mapping.load(mapping),
+                scale=scale,
+                now=get_clock().now(),
+                progress=progress,
+            )
+        except HistoryFileError as exc:
+            _fail(str(exc))
+            return
     if as_json:
         typer.echo(json.dumps(res.to_dict(), ensure_ascii=False))
     else:
         _print_row_errors(res.errors)
+        if res.errors_total > len(res.errors):
+            typer.secho(
+                f"... {res.errors_total - len(res.errors)} more row errors not listed "
+                "(AFTERSALES_IMPORT_MAX_ERRORS)",
+                err=True,
+                fg=typer.colors.YELLOW,
+            )
         if res.already_imported:
             typer.echo(f"{file.name}: already imported (sha256 {res.sha256[:12]}); nothing added")
         else:
@@ -144,7 +199,7 @@ def report_quality(
         _fail(f"--month: {exc}")
     prof = _profile(profile)
     frame, errors = _frame_or_database(input_file, mapping, scale)
-    data = quality_report(month, profile=prof, frame=frame, out_dir=out or settings.reports_dir)
+    data = quality_report(month, profile=prof, frame=frame, out_dir=_out_dir(out, as_json))
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False))
     else:
@@ -171,7 +226,8 @@ def report_quality(
             typer.echo(f"  commend team {c['team']} ({fmt_num(c['satisfaction_avg'])})")
         for c in data["commendations"]["handlers"]:
             typer.echo(f"  commend handler {c['handler']} ({fmt_num(c['satisfaction_avg'])})")
-        typer.echo(f"  report: {data['files']['html']}")
+        if "files" in data:
+            typer.echo(f"  report: {data['files']['html']}")
     if errors:
         raise typer.Exit(1)
 
@@ -196,11 +252,9 @@ def report_speed(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Response-speed diagnosis (SPD-1/2): averages, over-limit share, top-3 types, weekly chart."""
-    from aftersales.quality import fmt_num, fmt_pct, parse_month
-    from aftersales.settings import get_settings
+    from aftersales.report_model import fmt_num, fmt_pct, parse_month
     from aftersales.speed import speed_report
 
-    settings = get_settings()
     if months < 1:
         _fail("--months must be >= 1")
     if end is not None:
@@ -218,7 +272,7 @@ def report_speed(
         end=end,
         limit_hours=limit_hours,
         frame=frame,
-        out_dir=out or settings.reports_dir,
+        out_dir=_out_dir(out, as_json),
     )
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False))
@@ -235,7 +289,8 @@ def report_speed(
         for c in data["comparisons"]:
             state = {True: "met", False: "MISSED", None: "n/a"}[c["met"]]
             typer.echo(f"  SPD-2 {c['metric']}: {state} (target {c['target']:g})")
-        typer.echo(f"  report: {data['files']['html']}")
+        if "files" in data:
+            typer.echo(f"  report: {data['files']['html']}")
     if errors:
         raise typer.Exit(1)
 
@@ -265,8 +320,8 @@ def replay_cmd(
 
     from aftersales.calendar import WorkCalendar
     from aftersales.clock import get_clock
-    from aftersales.quality import fmt_pct, in_window, month_bounds, parse_month
-    from aftersales.replay import replay, write_replay_report
+    from aftersales.replay import replay_report
+    from aftersales.report_model import fmt_pct, parse_month
     from aftersales.settings import get_settings
 
     settings = get_settings()
@@ -282,24 +337,28 @@ def replay_cmd(
             return
         if when.tzinfo is None:
             _fail("--as-of: needs a UTC offset, e.g. 2026-11-01T00:00:00+08:00")
-    errors: list[Any] = []
-    if input_file is not None:
-        frame, errors = _read_input(input_file, mapping, None)
-        _print_row_errors(errors)
-    else:
-        from aftersales.history import load_tickets
-        from models.db import init_db
-
-        init_db()
-        frame = load_tickets()
     if month is not None:
         try:
             parse_month(month)
         except ValueError as exc:
             _fail(f"--month: {exc}")
-        frame = in_window(frame, *month_bounds(month, settings.timezone))
-    data = replay(frame, prof_a, prof_b, as_of=when, calendar=WorkCalendar.from_settings(settings))
-    data["files"] = write_replay_report(data, out or settings.reports_dir)
+    errors: list[Any] = []
+    frame = None
+    if input_file is not None:
+        frame, errors = _read_input(input_file, mapping, None)
+        _print_row_errors(errors)
+    else:
+        _ensure_schema()
+    data = replay_report(
+        profile_a=prof_a,
+        profile_b=prof_b,
+        as_of=when,
+        calendar=WorkCalendar.from_settings(settings),
+        frame=frame,
+        month=month,
+        tz=settings.timezone,
+        out_dir=_out_dir(out, as_json),
+    )
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False))
     else:
@@ -321,6 +380,7 @@ def replay_cmd(
             f"tickets with a breach: A {data['tickets_breached_a']}, "
             f"B {data['tickets_breached_b']}; changed: {data['tickets_changed']}"
         )
-        typer.echo(f"report: {data['files']['html']}")
+        if "files" in data:
+            typer.echo(f"report: {data['files']['html']}")
     if errors:
         raise typer.Exit(1)

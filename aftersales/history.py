@@ -1,4 +1,4 @@
-"""Ticket history: import from CSV/XLSX, and one loader for the reports (issue 3).
+"""Ticket history: streaming import from CSV, XLSX and Parquet; one loader (issues 3 and 12).
 
 Import (``aftersales import FILE``)
 -----------------------------------
@@ -9,16 +9,29 @@ Import (``aftersales import FILE``)
 * Timestamps are ISO 8601. One with a UTC offset (``+08:00``, ``Z``) is taken as
   is; a naive one (no offset) is read as **Asia/Shanghai** local time (the
   ``timezone`` of the mapping file or ``AFTERSALES_TIMEZONE`` overrides it).
-  XLSX date cells are naive and read the same way.
+  XLSX date cells and Parquet timestamps without a zone are naive and read the
+  same way.
 * ``satisfaction`` is on the QA-1 0-10 scale. ``--scale 5`` (or
   ``satisfaction_scale: 5`` in the mapping) reads 0-5 survey scores and converts
   them by **score x 2** (1 -> 2, 3 -> 6, 5 -> 10). Empty means "not rated".
 * Every row is validated on its own. A bad row is reported as
-  ``line N: column: reason`` (file line; the header is line 1) and skipped; the
-  good rows are stored in **one** transaction (all of them or, on a database
-  error, none). The file's SHA-256 is recorded in ``import_batch``: importing the
-  same file again adds nothing; a row whose ``ticket_id`` is already stored (from
-  another file) is skipped and counted, never duplicated.
+  ``line N: column: reason`` (file line; the header is line 1; for Parquet the
+  first row is line 2, as in a CSV export of it) and skipped. A row whose
+  ``ticket_id`` repeats an earlier good row of the same file is reported
+  (``'X' repeats line M``) and skipped.
+* **Streaming**: the file is read in chunks (``AFTERSALES_IMPORT_CHUNK_ROWS``,
+  default 50,000 rows), each validated with vectorised pandas and written with
+  one bulk statement (``executemany`` on SQLite; ``COPY`` into a temporary table
+  and one ``INSERT ... SELECT`` on PostgreSQL). Memory does not grow with the
+  file: nothing but the current chunk and the counters is kept (the listed row
+  errors stop at ``AFTERSALES_IMPORT_MAX_ERRORS``; the counts stay exact).
+* The good rows are stored in **one** transaction: all of them or, on any error
+  (database, or a chunk of the file that cannot be read), none. The file's
+  SHA-256 is recorded in ``import_batch``: importing the same file again adds
+  nothing; a row whose ``ticket_id`` is already stored from another file is
+  skipped and counted, never duplicated.
+* Each chunk is stored in ``created_at`` order, so the stored rows of a month
+  sit together and the monthly reports read them sequentially.
 * Exit code of the command: 0 all rows good, 1 some rows rejected (the good ones
   were imported), 2 the file could not be read (missing column, unreadable).
 
@@ -37,17 +50,18 @@ A flat mapping without ``columns:`` is read as the ``columns`` part.
 Loader
 ------
 :func:`load_tickets` returns history rows **and** live tickets (``ticket`` table)
-as one DataFrame with :data:`FRAME_COLUMNS`; timestamps are UTC
-(``datetime64[ns, UTC]``). When a live ticket and a history row share a
-``ticket_id`` the live ticket wins.
+as one DataFrame with :data:`FRAME_COLUMNS` (the same rows the report queries
+read); timestamps are UTC (``datetime64[ns, UTC]``). When a live ticket and a
+history row share a ``ticket_id`` the live ticket wins.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -77,9 +91,14 @@ REQUIRED = ("ticket_id", "sop", "channel", "priority", "created_at")
 TIMESTAMPS = ("created_at", "first_response_at", "resolved_at", "closed_at")
 ENUMS: dict[str, tuple[str, ...]] = {"sop": SOPS, "channel": CHANNELS, "priority": PRIORITIES}
 TEXT_LIMITS = {"ticket_id": 64, "category": 60, "handler": 120, "team": 60, "customer_id": 64}
+TEXTS = ("ticket_id", "sop", "channel", "category", "priority", "handler", "team", "customer_id")
+MASKED = ("category", "handler", "team", "customer_id")
 GROUP_COLUMNS = ("sop", "channel", "category", "priority", "handler", "team")
 FRAME_COLUMNS = (*COLUMNS, "source")
 DEFAULT_TZ = "Asia/Shanghai"
+SUFFIXES = {".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".parquet": "parquet"}
+_OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
+NO_US = np.iinfo(np.int64).min
 
 
 class HistoryFileError(ValueError):
@@ -136,21 +155,6 @@ class Mapping:
         )
 
 
-@dataclass
-class ParsedFile:
-    """Validated rows (canonical DataFrame, UTC timestamps) and the rejected ones."""
-
-    frame: pd.DataFrame
-    errors: list[RowError]
-    lines: pd.Series  # file line of every good row, aligned with ``frame``
-    rows_read: int
-    sha256: str
-
-    @property
-    def bad_lines(self) -> list[int]:
-        return sorted({e.line for e in self.errors})
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -159,31 +163,157 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".xlsx", ".xlsm"):
-            raw = pd.read_excel(path, dtype=object, engine="openpyxl")
-        elif suffix in (".csv", ".txt"):
-            raw = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=False,
-                encoding="utf-8-sig",
+# ------------------------------------------------------------------ readers
+@dataclass
+class RawChunk:
+    """Cells of consecutive rows as read (strings for CSV), indexed by file line."""
+
+    frame: pd.DataFrame
+    done: int  # progress units done after this chunk (bytes or rows)
+
+
+class Reader:
+    """A file read in chunks: its header first, then :class:`RawChunk` objects."""
+
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        self.path = path
+        self.chunk_rows = chunk_rows
+        self.columns: list[str] = []
+        self.total = 0  # progress units of the whole file
+
+    def chunks(self) -> Iterator[RawChunk]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class CsvReader(Reader):
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        super().__init__(path, chunk_rows)
+        self.total = path.stat().st_size
+        try:
+            head = pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8-sig")
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise HistoryFileError(f"{path}: cannot read: {exc}") from exc
+        self.columns = [str(c).strip() for c in head.columns]
+
+    def chunks(self) -> Iterator[RawChunk]:
+        with open(self.path, "rb") as fh:
+            try:
+                reader = pd.read_csv(
+                    fh,
+                    dtype=str,
+                    keep_default_na=False,
+                    skip_blank_lines=False,
+                    encoding="utf-8-sig",
+                    chunksize=self.chunk_rows,
+                )
+                line = 2
+                for raw in reader:
+                    raw.columns = self.columns
+                    # the file line of each row: the header is line 1 (no multi-line cells)
+                    raw.index = pd.RangeIndex(line, line + len(raw))
+                    line += len(raw)
+                    yield RawChunk(raw, min(fh.tell(), self.total))
+            except (OSError, ValueError, pd.errors.ParserError) as exc:
+                raise HistoryFileError(f"{self.path}: cannot read: {exc}") from exc
+
+
+class XlsxReader(Reader):
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        super().__init__(path, chunk_rows)
+        import openpyxl
+
+        try:
+            self._book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds
+            raise HistoryFileError(f"{path}: cannot read: {exc}") from exc
+        self._sheet = self._book.worksheets[0]
+        self._rows = self._sheet.iter_rows(values_only=True)
+        header = next(self._rows, None) or ()
+        self.columns = [str(c).strip() if c is not None else "" for c in header]
+        self.total = max((self._sheet.max_row or 1) - 1, 0)
+
+    def chunks(self) -> Iterator[RawChunk]:
+        width = len(self.columns)
+        line = 2
+        done = 0
+        try:
+            while True:
+                block = []
+                for row in self._rows:
+                    block.append((tuple(row) + (None,) * width)[:width])
+                    if len(block) >= self.chunk_rows:
+                        break
+                if not block:
+                    return
+                raw = pd.DataFrame(block, columns=self.columns, dtype=object)
+                raw.index = pd.RangeIndex(line, line + len(raw))
+                line += len(raw)
+                done += len(raw)
+                yield RawChunk(raw, min(done, self.total))
+        finally:
+            self._book.close()
+
+
+class ParquetReader(Reader):
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        super().__init__(path, chunk_rows)
+        try:
+            import duckdb
+        except ImportError:
+            raise HistoryFileError(
+                f"{path}: reading Parquet needs DuckDB: pip install 'aftersales-sop[parquet]'"
+            ) from None
+        self._con = duckdb.connect()
+        self._con.execute("SET enable_progress_bar = false")
+        self._con.execute("SET TimeZone = 'UTC'")
+        try:
+            rel = self._con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(path)])
+            self.columns = [str(d[0]).strip() for d in rel.description]
+            self.total = int(
+                self._con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
             )
-        else:
-            raise HistoryFileError(f"{path}: unsupported file type {suffix!r} (use .csv or .xlsx)")
-    except HistoryFileError:
-        raise
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise HistoryFileError(f"{path}: cannot read: {exc}") from exc
-    raw.columns = [str(c).strip() for c in raw.columns]
-    # File line of each row: the header is line 1 (no multi-line cells).
-    raw.index = pd.RangeIndex(2, 2 + len(raw))
-    return raw
+        except duckdb.Error as exc:
+            raise HistoryFileError(f"{path}: cannot read: {exc}") from exc
+
+    def chunks(self) -> Iterator[RawChunk]:
+        import duckdb
+
+        vectors = max(1, self.chunk_rows // 2048)
+        line = 2
+        done = 0
+        try:
+            self._con.execute("SELECT * FROM read_parquet(?)", [str(self.path)])
+            while True:
+                raw = self._con.fetch_df_chunk(vectors)
+                if raw.empty:
+                    return
+                raw.columns = self.columns
+                raw.index = pd.RangeIndex(line, line + len(raw))
+                line += len(raw)
+                done += len(raw)
+                yield RawChunk(raw, min(done, self.total))
+        except duckdb.Error as exc:
+            raise HistoryFileError(f"{self.path}: cannot read: {exc}") from exc
+        finally:
+            self._con.close()
 
 
+def open_reader(path: Path, chunk_rows: int) -> Reader:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise HistoryFileError(
+            f"{path}: unsupported file type {path.suffix!r} (use .csv, .xlsx or .parquet)"
+        )
+    if not path.is_file():
+        raise HistoryFileError(f"{path}: cannot read: no such file")
+    if kind == "csv":
+        return CsvReader(path, chunk_rows)
+    if kind == "xlsx":
+        return XlsxReader(path, chunk_rows)
+    return ParquetReader(path, chunk_rows)
+
+
+# ------------------------------------------------------------------ cell parsing
 def _blank(v: Any) -> bool:
     if v is None:
         return True
@@ -203,7 +333,7 @@ def _text(v: Any) -> str | None:
 
 
 def _parse_ts(v: Any, tz: ZoneInfo) -> datetime | None | str:
-    """A UTC datetime, None for empty, or an error string."""
+    """A UTC datetime, None for empty, or an error string (one cell)."""
     if _blank(v):
         return None
     if isinstance(v, pd.Timestamp):
@@ -221,21 +351,120 @@ def _parse_ts(v: Any, tz: ZoneInfo) -> datetime | None | str:
     return t.astimezone(UTC)
 
 
-def parse_file(
-    path: Path | str,
-    *,
-    mapping: Mapping | None = None,
-    scale: int | None = None,
-    timezone: str | None = None,
-) -> ParsedFile:
-    """Read and validate a history file; never touches the database."""
-    path = Path(path)
-    mapping = mapping or Mapping()
-    raw = _read_raw(path)
+def _is_str_column(s: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(s) and (
+        s.dtype != object or s.map(lambda v: isinstance(v, str), na_action="ignore").all()
+    )
+
+
+def _blank_mask(s: pd.Series) -> np.ndarray:
+    if _is_str_column(s):
+        return (s.isna() | s.str.strip().eq("")).to_numpy(dtype=bool)
+    return s.map(_blank).to_numpy(dtype=bool)
+
+
+def _texts(s: pd.Series) -> pd.Series:
+    """Cells as stripped text (object), None for blank; numbers as written (1.0 -> '1')."""
+    if _is_str_column(s):
+        t = s.str.strip()
+        return t.astype(object).where(t.notna() & t.ne(""), None)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    mapped = np.array([_text(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=s.index, dtype=object)
+
+
+def _micros_of_datetimes(d: pd.Series, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray]:
+    """(µs, ok) of a datetime64 Series; naive values are local time ``tz``."""
+    if d.dt.tz is None:
+        d = d.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    d = d.dt.tz_convert("UTC").dt.as_unit("us")
+    ok = d.notna().to_numpy()
+    vals = np.asarray(d.array.asi8, dtype=np.int64)
+    return np.where(ok, vals, NO_US), ok
+
+
+def _micros_of(t: datetime) -> int:
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def parse_instants(s: pd.Series, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray, dict[Any, str]]:
+    """A column of timestamps as (µs since the epoch UTC, present, {index: error}).
+
+    Strings go through ``pandas.to_datetime(format="ISO8601")`` (one call for the
+    usual column of one format; naive and offset cells apart otherwise); a cell
+    pandas cannot read goes through ``datetime.fromisoformat``, whose error is the
+    one reported. Datetime cells (XLSX, Parquet) are taken as they are.
+    """
+    n = len(s)
+    out = np.full(n, NO_US, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    errors: dict[Any, str] = {}
+    if pd.api.types.is_datetime64_any_dtype(s):
+        vals, present = _micros_of_datetimes(s, tz)
+        return vals, present, errors
+    blank = _blank_mask(s)
+    filled = np.flatnonzero(~blank)
+    if not len(filled):
+        return out, ok, errors
+    done = np.zeros(n, dtype=bool)
+    if _is_str_column(s):
+        text = s.iloc[filled].str.strip()
+        try:  # the usual export: one format, naive or one offset, every cell valid
+            got, present = _micros_of_datetimes(pd.to_datetime(text, format="ISO8601"), tz)
+            out[filled], ok[filled], done[filled] = got, present, present
+        except (ValueError, TypeError, OverflowError):
+            aware = (text.str.contains(_OFFSET) & (text.str.len() > 10)).to_numpy(dtype=bool)
+            for group, utc in ((aware, True), (~aware, False)):
+                if not group.any():
+                    continue
+                d = pd.to_datetime(text[group], format="ISO8601", utc=utc, errors="coerce")
+                got, present = _micros_of_datetimes(d, tz)
+                pos = filled[group]
+                out[pos], ok[pos], done[pos] = got, present, present
+    else:
+        cells = s.iloc[filled]
+        if cells.map(lambda v: isinstance(v, datetime), na_action="ignore").all():
+            try:
+                got, present = _micros_of_datetimes(pd.Series(pd.to_datetime(cells.tolist())), tz)
+                out[filled], ok[filled], done[filled] = got, present, present
+            except (ValueError, TypeError, OverflowError):
+                pass
+    for i in np.flatnonzero(~blank & ~done):
+        got1 = _parse_ts(s.iloc[i], tz)
+        if isinstance(got1, str):
+            errors[s.index[i]] = got1
+        elif got1 is not None:
+            out[i] = _micros_of(got1)
+            ok[i] = True
+    return out, ok, errors
+
+
+# ------------------------------------------------------------------ chunk validation
+@dataclass
+class Rules:
+    """How one file's cells are read (from the mapping and the options)."""
+
+    mapping: Mapping
+    tz: ZoneInfo
+    scale: int
+
+    @classmethod
+    def of(cls, mapping: Mapping | None, scale: int | None, timezone: str | None) -> Rules:
+        mapping = mapping or Mapping()
+        scale = scale or mapping.satisfaction_scale or 10
+        if scale not in (5, 10):
+            raise HistoryFileError(f"--scale must be 5 or 10, not {scale}")
+        return cls(mapping, ZoneInfo(timezone or mapping.timezone or DEFAULT_TZ), scale)
+
+
+def canonical_columns(path: Path, columns: list[str], mapping: Mapping) -> dict[str, str]:
+    """File column of every canonical column; refuses a file that lacks one."""
     rename = {src: dst for dst, src in mapping.columns.items()}
-    missing_src = [f"{dst} (mapped from {src!r})" for src, dst in rename.items() if src not in raw]
-    raw = raw.rename(columns=rename)
-    missing = [c for c in COLUMNS if c not in raw.columns]
+    missing_src = [
+        f"{dst} (mapped from {src!r})" for src, dst in rename.items() if src not in columns
+    ]
+    have = {rename.get(c, c): c for c in columns}
+    missing = [c for c in COLUMNS if c not in have]
     if missing:
         detail = "; ".join(missing_src)
         raise HistoryFileError(
@@ -243,100 +472,384 @@ def parse_file(
             + (f" [{detail}]" if detail else "")
             + f"; required columns: {', '.join(COLUMNS)}"
         )
-    raw = raw[list(COLUMNS)]
-    raw = raw[~raw.map(_blank).all(axis=1)]  # blank lines are not rows
-    tz = ZoneInfo(timezone or mapping.timezone or DEFAULT_TZ)
-    scale = scale or mapping.satisfaction_scale or 10
-    if scale not in (5, 10):
-        raise HistoryFileError(f"--scale must be 5 or 10, not {scale}")
+    return {c: have[c] for c in COLUMNS}
 
+
+@dataclass
+class CheckedChunk:
+    """A chunk after the one-row rules: its good rows and the errors.
+
+    ``rows`` has :data:`COLUMNS` (instants as int64 µs, :data:`NO_US` when empty;
+    free text masked) and ``line``. ``ids``/``lines`` are the ticket ids (as
+    written, or None) and lines of every row of the chunk, good or not.
+    """
+
+    rows: pd.DataFrame
+    errors: list[RowError]
+    ids: np.ndarray
+    lines: np.ndarray
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.lines)
+
+
+def check_chunk(raw: pd.DataFrame, source: dict[str, str], rules: Rules) -> CheckedChunk:
+    """Validate one chunk with every rule that concerns one row at a time (repeated ids
+    are the business of :class:`Importer`, which sees the whole file)."""
+    raw = raw[[source[c] for c in COLUMNS]]
+    raw.columns = list(COLUMNS)
+    blank = {c: _blank_mask(raw[c]) for c in COLUMNS}
+    rows = ~np.logical_and.reduce([blank[c] for c in COLUMNS])  # blank lines are not rows
+    raw = raw[rows]
+    blank = {c: v[rows] for c, v in blank.items()}
     errors: list[RowError] = []
-    out: dict[str, pd.Series] = {}
+    out: dict[str, Any] = {}
 
-    def bad(mask: pd.Series, column: str, reasons: pd.Series | str) -> None:
-        for line in mask.index[mask.to_numpy()]:
-            r = reasons if isinstance(reasons, str) else reasons.loc[line]
-            errors.append(RowError(int(line), column, str(r)))
+    def bad(
+        mask: np.ndarray, column: str, reason: str | Callable[[Any], str], values: Any = None
+    ) -> None:
+        if not mask.any():
+            return
+        lines = raw.index[mask]
+        if isinstance(reason, str):
+            errors.extend(RowError(int(line), column, reason) for line in lines)
+            return
+        for line, v in zip(lines, np.asarray(values, dtype=object)[mask], strict=True):
+            errors.append(RowError(int(line), column, reason(v)))
 
     for col in COLUMNS:
         s = raw[col]
-        if col in mapping.values:
-            table = mapping.values[col]
-            s = s.map(lambda v, t=table: t.get(_text(v) or "", v))
+        table = rules.mapping.values.get(col)
+        if table:
+            key = _texts(s).fillna("")
+            hit = key.isin(list(table))
+            s = s.astype(object).where(~hit, key.map(table))
         if col in TIMESTAMPS:
-            parsed = s.map(lambda v: _parse_ts(v, tz))
-            is_err = parsed.map(lambda v: isinstance(v, str))
-            bad(is_err, col, parsed)
-            parsed = parsed.where(~is_err, None)
-            out[col] = pd.to_datetime(parsed.where(parsed.notna(), None), utc=True)
+            vals, _, errs = parse_instants(s, rules.tz)
+            errors.extend(RowError(int(line), col, reason) for line, reason in errs.items())
+            out[col] = vals
         elif col == "satisfaction":
-            txt = s.map(_text)
-            num = pd.to_numeric(txt, errors="coerce")
-            not_num = txt.notna() & num.isna()
-            bad(not_num, col, txt.map(lambda v: f"{v!r} is not a number"))
-            hi = 5 if scale == 5 else 10
-            out_of = num.notna() & ((num < 0) | (num > hi))
-            bad(out_of, col, num.map(lambda v, h=hi: f"{v:g} is outside 0-{h} (--scale {scale})"))
-            num = num.where(~out_of)
-            out[col] = (num * 2.0 if scale == 5 else num).astype("float64")
+            txt = _texts(s)
+            num = pd.to_numeric(txt, errors="coerce").astype("float64").to_numpy()
+            not_num = txt.notna().to_numpy() & np.isnan(num)
+            bad(not_num, col, lambda v: f"{v!r} is not a number", txt.to_numpy())
+            hi = 5 if rules.scale == 5 else 10
+            with np.errstate(invalid="ignore"):
+                out_of = ~np.isnan(num) & ((num < 0) | (num > hi))
+            bad(out_of, col, lambda v, h=hi: f"{v:g} is outside 0-{h} (--scale {rules.scale})", num)
+            num = np.where(out_of, np.nan, num)
+            out[col] = num * 2.0 if rules.scale == 5 else num
         else:
-            txt = s.map(_text)
+            txt = _texts(s)
             if col in ENUMS:
-                low = txt.str.lower()
                 allowed = ENUMS[col]
-                unknown = low.notna() & ~low.isin(allowed)
+                low = txt.str.lower()
+                unknown = (low.notna() & ~low.isin(allowed)).to_numpy()
                 bad(
                     unknown,
                     col,
-                    txt.map(lambda v, a=allowed: f"{v!r} is not one of {', '.join(a)}"),
+                    lambda v, a=allowed: f"{v!r} is not one of {', '.join(a)}",
+                    txt.to_numpy(),
                 )
-                txt = low
+                txt = low.astype(object).where(low.notna(), None)
             limit = TEXT_LIMITS.get(col)
             if limit:
-                long = txt.notna() & (txt.str.len() > limit)
+                long = (txt.notna() & (txt.str.len() > limit)).to_numpy()
                 bad(long, col, f"longer than {limit} characters")
-            out[col] = txt
+            out[col] = txt.to_numpy(dtype=object)
         if col in REQUIRED:
-            bad(raw[col].map(_blank).astype(bool), col, "is required")
+            bad(blank[col], col, "is required")
 
-    frame = pd.DataFrame(out, index=raw.index)
-    created = frame["created_at"]
+    created = out["created_at"]
     for col in ("first_response_at", "resolved_at", "closed_at"):
-        early = frame[col].notna() & created.notna() & (frame[col] < created)
-        bad(early, col, "is before created_at")
-    dup = frame["ticket_id"].notna() & frame["ticket_id"].duplicated(keep="first")
-    if dup.any():
-        first_line = pd.Series(frame.index, index=frame.index).groupby(frame["ticket_id"]).min()
-        for line in dup.index[dup.to_numpy()]:
-            tid = frame.at[line, "ticket_id"]
-            errors.append(
-                RowError(int(line), "ticket_id", f"{tid!r} repeats line {int(first_line[tid])}")
-            )
+        v = out[col]
+        bad((v != NO_US) & (created != NO_US) & (v < created), col, "is before created_at")
 
-    errors.sort(key=lambda e: (e.line, COLUMNS.index(e.column)))
-    bad_lines = {e.line for e in errors}
-    good = frame[~frame.index.isin(list(bad_lines))]
-    # Free text never carries personal data into reports (PRIV-1).
-    good = _mask_free_text(good)
+    lines = raw.index.to_numpy(dtype=np.int64)
+    frame = pd.DataFrame(out)
+    frame["line"] = lines
+    bad_lines = np.isin(lines, [e.line for e in errors])
+    good = _mask_free_text(frame[~bad_lines]).reset_index(drop=True)
+    ids = _texts(raw["ticket_id"]).to_numpy(dtype=object)
+    return CheckedChunk(good, errors, ids, lines)
+
+
+def _mask_free_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Free text never carries personal data into reports (PRIV-1)."""
+    from aftersales.privacy import mask_text
+
+    df = df.copy()
+    for col in MASKED:
+        codes, uniques = pd.factorize(df[col], use_na_sentinel=True)
+        masked = [mask_text(v) for v in uniques]
+        if any(a != b for a, b in zip(masked, uniques, strict=True)):
+            table = np.array([*masked, None], dtype=object)
+            df[col] = table[codes]
+    return df
+
+
+def _sorted_errors(errors: list[RowError]) -> list[RowError]:
+    return sorted(errors, key=lambda e: (e.line, COLUMNS.index(e.column), e.reason))
+
+
+# ------------------------------------------------------------------ where good rows go
+class Sink:
+    """Where the good rows of a file go: keeps the first row of each ticket id."""
+
+    batch_id = 0
+
+    def stored(self, ids: list[str]) -> dict[str, tuple[int | None, int | None]]:
+        """``(batch_id, source_line)`` of the stored rows with these ids."""
+        raise NotImplementedError
+
+    def insert(self, rows: pd.DataFrame) -> int:
+        """Store the rows whose ticket_id is not stored yet; returns how many."""
+        raise NotImplementedError
+
+
+class MemorySink(Sink):
+    """The rows of one file kept in memory (``--input FILE``)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+        self.frames: list[pd.DataFrame] = []
+
+    def stored(self, ids: list[str]) -> dict[str, tuple[int | None, int | None]]:
+        return {t: (self.batch_id, self.first[t]) for t in ids if t in self.first}
+
+    def insert(self, rows: pd.DataFrame) -> int:
+        new = ~rows["ticket_id"].isin(list(self.first)).to_numpy()
+        kept = rows[new]
+        self.first.update(zip(kept["ticket_id"], kept["line"].astype(int), strict=True))
+        self.frames.append(kept)
+        return len(kept)
+
+
+INSERT_COLUMNS = (*COLUMNS, "batch_id", "source_line")
+
+
+def _tuples(rows: pd.DataFrame, batch_id: int) -> list[tuple[Any, ...]]:
+    """Rows as DB-API tuples (None for empty cells), in ``INSERT_COLUMNS`` order."""
+    cols: list[list[Any]] = []
+    for c in COLUMNS:
+        v = rows[c].to_numpy()
+        if c in TIMESTAMPS:
+            obj = v.astype(object)
+            obj[v == NO_US] = None
+            cols.append(obj.tolist())
+        elif c == "satisfaction":
+            obj = v.astype(object)
+            obj[np.isnan(v.astype("float64"))] = None
+            cols.append(obj.tolist())
+        else:
+            cols.append(v.tolist())
+    cols.append([batch_id] * len(rows))
+    cols.append(rows["line"].to_numpy(dtype=np.int64).tolist())
+    return list(zip(*cols, strict=True))
+
+
+class DatabaseSink(Sink):
+    """``history_ticket`` in the caller's transaction; one bulk statement per chunk."""
+
+    def __init__(self, conn: Any, batch_id: int) -> None:
+        self.conn = conn
+        self.batch_id = batch_id
+        self._staged = False
+
+    def stored(self, ids: list[str]) -> dict[str, tuple[int | None, int | None]]:
+        from sqlalchemy import select
+
+        from models.history import HistoryTicket
+
+        h = HistoryTicket.__table__
+        out: dict[str, tuple[int | None, int | None]] = {}
+        for i in range(0, len(ids), 10_000):
+            q = select(h.c.ticket_id, h.c.batch_id, h.c.source_line).where(
+                h.c.ticket_id.in_(ids[i : i + 10_000])
+            )
+            for tid, b, line in self.conn.execute(q):
+                out[tid] = (b, line)
+        return out
+
+    def insert(self, rows: pd.DataFrame) -> int:
+        if rows.empty:
+            return 0
+        names = ", ".join(INSERT_COLUMNS)
+        if self.conn.dialect.name == "postgresql":
+            return self._copy(rows, names)
+        marks = ", ".join("?" for _ in INSERT_COLUMNS)
+        res = self.conn.exec_driver_sql(
+            f"INSERT OR IGNORE INTO history_ticket ({names}) VALUES ({marks})",
+            _tuples(rows, self.batch_id),
+        )
+        return int(res.rowcount)
+
+    def _copy(self, rows: pd.DataFrame, names: str) -> int:
+        """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING."""
+        raw = self.conn.connection.driver_connection
+        with raw.cursor() as cur:
+            if not self._staged:
+                cur.execute(
+                    "CREATE TEMP TABLE history_import_stage "
+                    "(LIKE history_ticket INCLUDING DEFAULTS) ON COMMIT DROP"
+                )
+                self._staged = True
+            else:
+                cur.execute("TRUNCATE history_import_stage")
+            with cur.copy(f"COPY history_import_stage ({names}) FROM STDIN") as copy:
+                for row in _tuples(rows, self.batch_id):
+                    copy.write_row(row)
+            cur.execute(
+                f"INSERT INTO history_ticket ({names}) SELECT {names} FROM history_import_stage "
+                "ON CONFLICT (ticket_id) DO NOTHING"
+            )
+            return int(cur.rowcount)
+
+
+class Importer:
+    """Puts the checked chunks of one file into a :class:`Sink` and keeps the counts.
+
+    The first good row of a ticket id wins; a later row with the same id is
+    rejected as ``'X' repeats line M`` (also when it has other errors); a row
+    whose id was stored by an earlier file is skipped and counted.
+    """
+
+    def __init__(self, sink: Sink, max_errors: int) -> None:
+        self.sink = sink
+        self.max_errors = max_errors
+        self.imported = 0
+        self.skipped = 0
+        self.rejected = 0
+        self.rows_read = 0
+        self.errors: list[RowError] = []
+        self.errors_total = 0
+        self.min_created: int | None = None
+        self.max_created: int | None = None
+
+    def _repeat(self, tid: str, line: int, first: int | None) -> RowError:
+        return RowError(line, "ticket_id", f"{tid!r} repeats line {first}")
+
+    def add(self, chunk: CheckedChunk) -> None:
+        self.rows_read += chunk.rows_read
+        errors = list(chunk.errors)
+        good = chunk.rows
+        # repeats inside the chunk: the first good row wins
+        dup = good["ticket_id"].duplicated(keep="first").to_numpy()
+        first = dict(zip(good["ticket_id"][~dup], good["line"][~dup].astype(int), strict=True))
+        for tid, line in zip(good["ticket_id"][dup], good["line"][dup].astype(int), strict=True):
+            errors.append(self._repeat(tid, line, first[tid]))
+        good = good[~dup]
+        # rows with other errors whose id repeats a good row (of this chunk or an earlier one)
+        bad = {e.line for e in chunk.errors}
+        bad_ids = [
+            (t, int(ln))
+            for t, ln in zip(chunk.ids, chunk.lines, strict=True)
+            if t is not None and int(ln) in bad
+        ]
+        if bad_ids:
+            earlier = self.sink.stored([t for t, _ in bad_ids if t not in first])
+            for tid, line in bad_ids:
+                if tid in first and first[tid] < line:
+                    errors.append(self._repeat(tid, line, first[tid]))
+                elif tid in earlier and earlier[tid][0] == self.sink.batch_id:
+                    errors.append(self._repeat(tid, line, earlier[tid][1]))
+        good = good.sort_values("created_at", kind="stable")
+        stored = self.sink.insert(good)
+        kept = good
+        if stored < len(good):
+            # some ids were stored before: by an earlier file, or by an earlier chunk of this one
+            seen = self.sink.stored(good["ticket_id"].tolist())
+            new = np.ones(len(good), dtype=bool)
+            for k, (tid, line) in enumerate(
+                zip(good["ticket_id"], good["line"].astype(int), strict=True)
+            ):
+                b, src = seen.get(tid, (None, None))
+                if b == self.sink.batch_id and src == line:
+                    continue
+                new[k] = False
+                if b == self.sink.batch_id:
+                    errors.append(self._repeat(tid, line, src))
+                else:
+                    self.skipped += 1
+            kept = good[new]
+        self.imported += stored
+        if len(kept):
+            lo, hi = int(kept["created_at"].min()), int(kept["created_at"].max())
+            self.min_created = lo if self.min_created is None else min(self.min_created, lo)
+            self.max_created = hi if self.max_created is None else max(self.max_created, hi)
+        self.rejected += len({e.line for e in errors})
+        errors = _sorted_errors(errors)
+        self.errors_total += len(errors)
+        room = self.max_errors - len(self.errors)
+        if room > 0:
+            self.errors += errors[:room]
+
+
+# ------------------------------------------------------------------ whole file in memory
+@dataclass
+class ParsedFile:
+    """Validated rows (canonical DataFrame, UTC timestamps) and the rejected ones."""
+
+    frame: pd.DataFrame
+    errors: list[RowError]
+    lines: pd.Series  # file line of every good row, aligned with ``frame``
+    rows_read: int
+    sha256: str
+
+    @property
+    def bad_lines(self) -> list[int]:
+        return sorted({e.line for e in self.errors})
+
+
+def parse_file(
+    path: Path | str,
+    *,
+    mapping: Mapping | None = None,
+    scale: int | None = None,
+    timezone: str | None = None,
+    chunk_rows: int | None = None,
+) -> ParsedFile:
+    """Read and validate a whole history file into memory, with the rules of the import;
+    never touches the database (the ``--input FILE`` path of the reports)."""
+    path = Path(path)
+    rules = Rules.of(mapping, scale, timezone)
+    reader = open_reader(path, chunk_rows or _settings().import_chunk_rows)
+    source = canonical_columns(path, reader.columns, rules.mapping)
+    sink = MemorySink()
+    importer = Importer(sink, max_errors=2**62)
+    for chunk in reader.chunks():
+        importer.add(check_chunk(chunk.frame, source, rules))
+    rows = (
+        pd.concat(sink.frames, ignore_index=True).sort_values("line", kind="stable")
+        if sink.frames
+        else _empty_rows()
+    )
     return ParsedFile(
-        frame=_finish(good.assign(source="file").reset_index(drop=True)),
-        errors=errors,
-        lines=pd.Series(good.index, dtype="int64"),
-        rows_read=len(frame),
+        frame=_rows_to_frame(rows.reset_index(drop=True)),
+        errors=importer.errors,
+        lines=pd.Series(rows["line"].to_numpy(dtype=np.int64)),
+        rows_read=importer.rows_read,
         sha256=file_sha256(path),
     )
 
 
-def _mask_free_text(df: pd.DataFrame) -> pd.DataFrame:
-    from aftersales.privacy import mask_text
+def _empty_rows() -> pd.DataFrame:
+    data: dict[str, Any] = {c: np.array([], dtype=object) for c in COLUMNS}
+    for c in TIMESTAMPS:
+        data[c] = np.array([], dtype=np.int64)
+    data["satisfaction"] = np.array([], dtype="float64")
+    data["line"] = np.array([], dtype=np.int64)
+    return pd.DataFrame(data)
 
-    df = df.copy()
-    for col in ("category", "handler", "team", "customer_id"):
-        uniq = df[col].dropna().unique()
-        masked = {v: mask_text(v) for v in uniq}
-        if any(k != v for k, v in masked.items()):
-            df[col] = df[col].map(lambda v, m=masked: m.get(v, v) if isinstance(v, str) else v)
-    return df
+
+def _rows_to_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    df = rows[list(COLUMNS)].copy()
+    for c in TIMESTAMPS:
+        v = rows[c].to_numpy(dtype=np.int64)
+        d = pd.Series(pd.to_datetime(np.where(v == NO_US, 0, v), unit="us", utc=True))
+        df[c] = d.where(v != NO_US)
+    return _finish(df.assign(source="file"))
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
@@ -354,6 +867,14 @@ def empty_frame() -> pd.DataFrame:
     return _finish(pd.DataFrame({c: [] for c in FRAME_COLUMNS}))
 
 
+def load_input(
+    path: Path | str, *, mapping: Mapping | None = None, scale: int | None = None
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Read a file for a report without storing it: (frame, row errors)."""
+    parsed = parse_file(path, mapping=mapping, scale=scale)
+    return parsed.frame, parsed.errors
+
+
 # ------------------------------------------------------------------ import
 @dataclass
 class ImportResult:
@@ -365,6 +886,7 @@ class ImportResult:
     rejected: int
     already_imported: bool
     errors: list[RowError]
+    errors_total: int = 0  # may exceed len(errors) (AFTERSALES_IMPORT_MAX_ERRORS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -378,12 +900,14 @@ class ImportResult:
             "errors": [
                 {"line": e.line, "column": e.column, "reason": e.reason} for e in self.errors
             ],
+            "errors_total": self.errors_total,
         }
 
 
-def _chunks(items: list[str], n: int = 500) -> Iterable[list[str]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
+def _settings() -> Any:
+    from aftersales.settings import get_settings
+
+    return get_settings()
 
 
 def import_file(
@@ -393,73 +917,82 @@ def import_file(
     scale: int | None = None,
     url: str | None = None,
     now: datetime | None = None,
+    chunk_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    """Validate ``path`` and store its good rows in one transaction (see the module doc)."""
-    from sqlalchemy import insert
-    from sqlmodel import select
+    """Validate ``path`` chunk by chunk and store its good rows in one transaction
+    (see the module doc). ``progress(done, total)`` is called after each chunk."""
+    from sqlalchemy import insert, select, update
 
-    from models.db import session_scope
-    from models.history import HistoryTicket, ImportBatch
+    from aftersales.calendar import WorkCalendar
+    from aftersales.clock import get_clock
+    from aftersales.working_periods import fill_working_periods
+    from models.db import get_engine
+    from models.history import ImportBatch, from_micros
 
     path = Path(path)
+    settings = _settings()
     try:
         sha = file_sha256(path)
     except OSError as exc:
         raise HistoryFileError(f"{path}: cannot read: {exc}") from exc
-    with session_scope(url) as s:
-        seen = s.exec(select(ImportBatch).where(ImportBatch.sha256 == sha)).first()
+    engine = get_engine(url)
+    b = ImportBatch.__table__
+    with engine.connect() as conn:
+        seen = conn.execute(select(b).where(b.c.sha256 == sha)).first()
     if seen is not None:  # the same file again: nothing to do (not even parsing)
         rows = seen.rows_imported + seen.rows_skipped + seen.rows_rejected
         return ImportResult(str(path), sha, rows, 0, 0, 0, True, [])
-    parsed = parse_file(path, mapping=mapping, scale=scale)
-    now = now or datetime.now(UTC)
-    with session_scope(url) as s:
-        if s.exec(select(ImportBatch).where(ImportBatch.sha256 == parsed.sha256)).first():
-            return ImportResult(str(path), sha, parsed.rows_read, 0, 0, 0, True, [])
-        df = parsed.frame
-        ids = df["ticket_id"].astype(str).tolist()
-        existing: set[str] = set()
-        for chunk in _chunks(ids):
-            existing.update(
-                s.exec(select(HistoryTicket.ticket_id).where(HistoryTicket.ticket_id.in_(chunk)))
+    rules = Rules.of(mapping, scale, None)
+    reader = open_reader(path, chunk_rows or settings.import_chunk_rows)
+    source = canonical_columns(path, reader.columns, rules.mapping)
+    now = now or get_clock().now()
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA cache_size = -{int(settings.import_sqlite_cache_kib)}")
+        if conn.execute(select(b.c.id).where(b.c.sha256 == sha)).first() is not None:
+            return ImportResult(str(path), sha, 0, 0, 0, 0, True, [])
+        batch_id = conn.execute(
+            insert(b).values(
+                sha256=sha,
+                filename=path.name[:300],
+                rows_imported=0,
+                rows_skipped=0,
+                rows_rejected=0,
+                imported_at=now,
             )
-        new = df[~df["ticket_id"].astype(str).isin(existing)]
-        batch = ImportBatch(
-            sha256=parsed.sha256,
-            filename=path.name[:300],
-            rows_imported=len(new),
-            rows_skipped=len(df) - len(new),
-            rows_rejected=len(parsed.bad_lines),
-            imported_at=now,
+        ).inserted_primary_key[0]
+        importer = Importer(DatabaseSink(conn, int(batch_id)), settings.import_max_errors)
+        for chunk in reader.chunks():
+            importer.add(check_chunk(chunk.frame, source, rules))
+            if progress is not None:
+                progress(chunk.done, reader.total)
+        conn.execute(
+            update(b)
+            .where(b.c.id == batch_id)
+            .values(
+                rows_imported=importer.imported,
+                rows_skipped=importer.skipped,
+                rows_rejected=importer.rejected,
+            )
         )
-        s.add(batch)
-        s.flush()
-        if len(new):
-            s.execute(insert(HistoryTicket), _records(new, batch.id))
+        if importer.min_created is not None and importer.max_created is not None:
+            # the working periods the reports of these months look up (CMP-3 and others)
+            cal = WorkCalendar.from_settings(settings)
+            first = from_micros(importer.min_created).astimezone(cal.tz).date()
+            last = from_micros(importer.max_created).astimezone(cal.tz).date()
+            fill_working_periods(conn, cal, first - timedelta(days=1), last + timedelta(days=31))
     return ImportResult(
         str(path),
-        parsed.sha256,
-        parsed.rows_read,
-        len(new),
-        len(df) - len(new),
-        len(parsed.bad_lines),
+        sha,
+        importer.rows_read,
+        importer.imported,
+        importer.skipped,
+        importer.rejected,
         False,
-        parsed.errors,
+        importer.errors,
+        importer.errors_total,
     )
-
-
-def _records(df: pd.DataFrame, batch_id: int | None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    cols = [c for c in COLUMNS]
-    plain = df[cols].astype(object).where(df[cols].notna(), None)
-    for rec in plain.to_dict("records"):
-        for c in TIMESTAMPS:
-            v = rec[c]
-            rec[c] = v.to_pydatetime() if isinstance(v, pd.Timestamp) else v
-        rec["satisfaction"] = None if rec["satisfaction"] is None else float(rec["satisfaction"])
-        rec["batch_id"] = batch_id
-        rows.append(rec)
-    return rows
 
 
 # ------------------------------------------------------------------ loader
@@ -470,69 +1003,43 @@ def load_tickets(
     url: str | None = None,
     include_live: bool = True,
 ) -> pd.DataFrame:
-    """History and live tickets created in ``[start, end)`` as one DataFrame.
+    """History and live tickets created in ``[start, end)`` as one DataFrame: the rows
+    the report queries read (:func:`aftersales.report_sql.ticket_rows`).
 
     Live ``ticket`` columns map as: ``owner_team`` -> ``team``, ``category``
     (A/B/C/D) -> its letter; the ``source`` column says ``history`` or ``live``.
     Read only: nothing is written.
     """
-    from sqlmodel import select
+    from sqlalchemy import select
 
-    from models.db import session_scope
+    from aftersales.report_model import micros
+    from aftersales.report_sql import ROW_COLUMNS, ticket_rows
+    from models.db import get_engine
     from models.entities import Ticket
-    from models.history import HistoryTicket
 
-    h_cols = [getattr(HistoryTicket, c) for c in COLUMNS]
-    t_cols = [
-        Ticket.id,
-        Ticket.sop,
-        Ticket.channel,
-        Ticket.category,
-        Ticket.priority,
-        Ticket.created_at,
-        Ticket.first_response_at,
-        Ticket.resolved_at,
-        Ticket.closed_at,
-        Ticket.satisfaction,
-        Ticket.handler,
-        Ticket.owner_team,
-        Ticket.customer_id,
-    ]
-
-    def window(q: Any, col: Any) -> Any:
-        if start is not None:
-            q = q.where(col >= start)
-        if end is not None:
-            q = q.where(col < end)
-        return q
-
-    with session_scope(url) as s:
-        hist = s.execute(window(select(*h_cols), HistoryTicket.created_at)).all()
-        live = s.execute(window(select(*t_cols), Ticket.created_at)).all() if include_live else []
-        s.rollback()  # read only
-
-    def value(v: Any) -> Any:
-        return v.value if hasattr(v, "value") else v
-
-    frames = []
-    if hist:
-        frames.append(pd.DataFrame(hist, columns=list(COLUMNS)).assign(source="history"))
-    if live:
-        rows = [tuple(value(v) for v in r) for r in live]
-        frames.append(pd.DataFrame(rows, columns=list(COLUMNS)).assign(source="live"))
-    if not frames:
-        return empty_frame()
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if len(frames) > 1:
-        # a live ticket wins over a history row with the same id
-        df = df.sort_values("source", key=lambda s: s.eq("history")).drop_duplicates(
-            "ticket_id", keep="first"
+    lo = None if start is None else micros(start)
+    hi = None if end is None else micros(end)
+    rows = ticket_rows(lo, hi, include_live=include_live)
+    with get_engine(url).connect() as conn:
+        got = conn.execute(select(rows)).all()
+        live_ids = (
+            set(conn.execute(select(Ticket.__table__.c.id)).scalars()) if include_live else set()
         )
-        df = df.reset_index(drop=True)
-    return _finish(df)
-
-
-def load_input(path: Path | str, *, mapping: Mapping | None = None, scale: int | None = None):
-    """Read a file for a report without storing it: (frame, row errors)."""
-    parsed = parse_file(path, mapping=mapping, scale=scale)
-    return parsed.frame, parsed.errors
+    if not got:
+        return empty_frame()
+    df = pd.DataFrame(got, columns=list(ROW_COLUMNS))
+    out = pd.DataFrame({c: df[c] for c in ("ticket_id", "sop", "channel", "category", "priority")})
+    for name, col in (
+        ("c", "created_at"),
+        ("f", "first_response_at"),
+        ("r", "resolved_at"),
+        ("cl", "closed_at"),
+    ):
+        v = pd.to_numeric(df[name], errors="coerce")
+        out[col] = pd.to_datetime(v, unit="us", utc=True)
+    out["satisfaction"] = df["satisfaction"]
+    out["handler"] = df["handler"]
+    out["team"] = df["team"]
+    out["customer_id"] = df["customer_id"]
+    out["source"] = np.where(df["ticket_id"].isin(live_ids), "live", "history")
+    return _finish(out)

@@ -1,4 +1,4 @@
-"""Response-speed diagnosis, spec §7 SPD-1/2 (issue 3 §3).
+"""Response-speed diagnosis, spec §7 SPD-1/2 (issues 3 and 12).
 
 Over the tickets *created* in the last ``months`` calendar months ending with
 ``end`` (Asia/Shanghai months, like the quality report):
@@ -11,55 +11,84 @@ Over the tickets *created* in the last ``months`` calendar months ending with
   (default ``targets.speed_response_limit_hours`` = 4 h, ``--limit-hours``), or
   never came, divided by all tickets of the window;
 * **top-3 problem types**: the categories with the most tickets (with their own
-  average first response and over-limit share);
+  average first response and over-limit share; ties by over-limit count, then name);
 * **weekly trend**: the same figures per week (Monday-Sunday, local time).
 
-Compared with the SPD-2 targets of the profile: average first response
-<= ``speed_first_response_hours``, over-limit share <= ``speed_over_limit_share``,
-speed satisfaction (the 0-10 average / 2, on the 5-point scale) >=
-``speed_satisfaction_5``. First-contact resolution cannot be derived from the
-canonical history columns; it is reported as ``null`` ("not measured").
+Durations are summed in whole milliseconds. Compared with the SPD-2 targets of
+the profile: average first response <= ``speed_first_response_hours``,
+over-limit share <= ``speed_over_limit_share``, speed satisfaction (the 0-10
+average / 2, on the 5-point scale) >= ``speed_satisfaction_5``. First-contact
+resolution cannot be derived from the canonical history columns; it is
+reported as ``null`` ("not measured").
+
+Over the stored tickets the sums per (week, category) come from one database
+query (:func:`aftersales.report_sql.speed_cells`), over a file from pandas
+(:func:`aftersales.report_frame.speed_cells`); one assembly
+(:func:`aftersales.report_model.assemble_speed`) makes the report.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import pandas as pd
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aftersales.policy import Profile
-from aftersales.quality import _group_key, fmt_num, fmt_pct, in_window, month_bounds
-from aftersales.quality import shift_month as _shift
+from aftersales.report_model import (
+    SpeedCell,
+    assemble_speed,
+    category_counts,
+    fmt_num,
+    fmt_pct,
+    micros,
+    month_bounds,
+    previous_month,
+    shift_month,
+    week_buckets,
+)
 
-HOUR = 3600.0
+if TYPE_CHECKING:
+    from datetime import datetime
 
+    import pandas as pd
 
-def _f(v: Any) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return None if math.isnan(v) else v
+HOUR_US = 3_600_000_000
 
 
 def speed_window(end: str, months: int, tz: str) -> tuple[str, str]:
     if months < 1:
         raise ValueError("months must be >= 1")
-    return _shift(end, -(months - 1)), end
+    return shift_month(end, -(months - 1)), end
 
 
-def _figures(df: pd.DataFrame, limit_hours: float) -> dict[str, Any]:
-    resp = (df["first_response_at"] - df["created_at"]).dt.total_seconds() / HOUR
-    reso = (df["closed_at"] - df["created_at"]).dt.total_seconds() / HOUR
-    over = ~(resp <= limit_hours)  # no response counts as over the limit
-    n = len(df)
-    return {
-        "tickets": n,
-        "avg_first_response_hours": _f(resp.mean()) if resp.notna().any() else None,
-        "avg_resolution_hours": _f(reso.mean()) if reso.notna().any() else None,
-        "over_limit": int(over.sum()),
-        "over_limit_share": (float(over.sum()) / n) if n else None,
-    }
+def _compute(
+    cells_of: Any,
+    end: str,
+    profile: Profile,
+    *,
+    months: int,
+    limit_hours: float | None,
+    tz: str,
+) -> tuple[dict[str, Any], list[SpeedCell]]:
+    t = profile.targets
+    limit = float(limit_hours if limit_hours is not None else t.speed_response_limit_hours)
+    first, last = speed_window(end, months, tz)
+    start, stop = month_bounds(first, tz)[0], month_bounds(last, tz)[1]
+    weeks = week_buckets(start, stop, tz)
+    cells = cells_of(weeks, (micros(start), micros(stop)), round(limit * HOUR_US))
+    data = assemble_speed(
+        cells,
+        weeks=weeks,
+        first_month=first,
+        end_month=last,
+        months=months,
+        start=start,
+        stop=stop,
+        limit_hours=limit,
+        profile=profile,
+        tz=tz,
+    )
+    return data, cells
 
 
 def compute_speed(
@@ -71,118 +100,37 @@ def compute_speed(
     limit_hours: float | None = None,
     tz: str = "Asia/Shanghai",
 ) -> dict[str, Any]:
-    t = profile.targets
-    limit = float(limit_hours if limit_hours is not None else t.speed_response_limit_hours)
-    first, last = speed_window(end, months, tz)
-    start, stop = month_bounds(first, tz)[0], month_bounds(last, tz)[1]
-    w = in_window(df, start, stop)
-    overall = _figures(w, limit)
+    """SPD-1/2 over the tickets of a frame (the ``--input FILE`` path)."""
+    from aftersales import report_frame
 
-    resp = (w["first_response_at"] - w["created_at"]).dt.total_seconds() / HOUR
-    reso = (w["closed_at"] - w["created_at"]).dt.total_seconds() / HOUR
-    over = ~(resp <= limit)
-    cat = _group_key(w["category"])
-    by_cat = (
-        pd.DataFrame({"cat": cat, "resp": resp, "over": over})
-        .groupby("cat", observed=True)
-        .agg(tickets=("over", "size"), over=("over", "sum"), resp=("resp", "mean"))
-        .sort_values(["tickets", "over"], ascending=False)
-    )
-    top3 = [
-        {
-            "category": str(k),
-            "tickets": int(r["tickets"]),
-            "share": float(r["tickets"]) / len(w) if len(w) else None,
-            "avg_first_response_hours": _f(r["resp"]),
-            "over_limit_share": float(r["over"]) / float(r["tickets"]),
-        }
-        for k, r in by_cat.head(3).iterrows()
-    ]
+    def cells_of(weeks: Any, window: tuple[int, int], limit_us: int) -> list[SpeedCell]:
+        return report_frame.speed_cells(df, weeks=weeks, window=window, limit_us=limit_us)
 
-    local = w["created_at"].dt.tz_convert(tz)
-    week = (local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")).dt.strftime(
-        "%Y-%m-%d"
-    )
-    wk = (
-        pd.DataFrame({"week": week, "resp": resp, "reso": reso, "over": over})
-        .groupby("week", sort=True)
-        .agg(
-            tickets=("over", "size"),
-            avg_first_response_hours=("resp", "mean"),
-            avg_resolution_hours=("reso", "mean"),
-            over=("over", "sum"),
-        )
-        .reset_index()
-    )
-    wk["over_limit_share"] = wk["over"] / wk["tickets"]
-    weekly = [
-        {
-            "week": r["week"],
-            "tickets": int(r["tickets"]),
-            "avg_first_response_hours": _f(r["avg_first_response_hours"]),
-            "avg_resolution_hours": _f(r["avg_resolution_hours"]),
-            "over_limit_share": _f(r["over_limit_share"]),
-        }
-        for r in wk.to_dict("records")
-    ]
-    sat = w["satisfaction"]
-    speed_sat = _f(sat.mean() / 2) if sat.notna().any() else None
-
-    def cmp(metric: str, value: float | None, target: float, better: str) -> dict[str, Any]:
-        met = None if value is None else (value <= target if better == "lower" else value >= target)
-        return {"metric": metric, "value": value, "target": target, "better": better, "met": met}
-
-    comparisons = [
-        cmp(
-            "avg_first_response_hours",
-            overall["avg_first_response_hours"],
-            t.speed_first_response_hours,
-            "lower",
-        ),
-        cmp("over_limit_share", overall["over_limit_share"], t.speed_over_limit_share, "lower"),
-        cmp("speed_satisfaction_5", speed_sat, t.speed_satisfaction_5, "higher"),
-        {
-            "metric": "first_contact_resolution",
-            "value": None,
-            "target": t.first_contact_resolution,
-            "better": "higher",
-            "met": None,
-            "note": "not measured: the history columns do not record contacts",
-        },
-    ]
-    return {
-        "months": months,
-        "first_month": first,
-        "end": last,
-        "timezone": tz,
-        "profile": profile.name,
-        "period": {"start": start.isoformat(), "end": stop.isoformat()},
-        "limit_hours": limit,
-        **overall,
-        "speed_satisfaction_5": speed_sat,
-        "top_categories": top3,
-        "weekly": weekly,
-        "targets": {
-            "speed_first_response_hours": t.speed_first_response_hours,
-            "speed_over_limit_share": t.speed_over_limit_share,
-            "speed_satisfaction_5": t.speed_satisfaction_5,
-            "first_contact_resolution": t.first_contact_resolution,
-        },
-        "comparisons": comparisons,
-    }
+    return _compute(cells_of, end, profile, months=months, limit_hours=limit_hours, tz=tz)[0]
 
 
-def write_speed_report(data: dict[str, Any], df: pd.DataFrame, out_dir: Any) -> dict[str, str]:
-    from pathlib import Path
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, restval="", extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
 
+
+def write_speed_report(
+    data: dict[str, Any], cells: list[SpeedCell], out_dir: Path | str
+) -> dict[str, str]:
     from aftersales import charts
 
     folder = Path(out_dir) / f"speed-{data['end']}-{data['months']}m"
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder.name
-    weekly = pd.DataFrame(
-        data["weekly"] or [],
-        columns=[
+    weekly = data["weekly"]
+    weekly_csv = folder / f"{stem}-weekly.csv"
+    _write_csv(
+        weekly_csv,
+        weekly,
+        [
             "week",
             "tickets",
             "avg_first_response_hours",
@@ -190,10 +138,10 @@ def write_speed_report(data: dict[str, Any], df: pd.DataFrame, out_dir: Any) -> 
             "over_limit_share",
         ],
     )
-    weekly_csv = folder / f"{stem}-weekly.csv"
-    weekly.to_csv(weekly_csv, index=False)
     summary_csv = folder / f"{stem}.csv"
-    pd.DataFrame(data["comparisons"]).to_csv(summary_csv, index=False)
+    _write_csv(
+        summary_csv, data["comparisons"], ["metric", "value", "target", "better", "met", "note"]
+    )
     t = data["targets"]
     png_weekly = charts.weekly_speed(
         weekly,
@@ -201,15 +149,8 @@ def write_speed_report(data: dict[str, Any], df: pd.DataFrame, out_dir: Any) -> 
         t["speed_over_limit_share"],
         folder / f"{stem}-weekly.png",
     )
-    start, stop = data["period"]["start"], data["period"]["end"]
-    w = df[(df["created_at"] >= pd.Timestamp(start)) & (df["created_at"] < pd.Timestamp(stop))]
-    counts = (
-        _group_key(w["category"]).value_counts().head(10)
-        if len(w)
-        else pd.Series([], dtype="int64")
-    )
     png_cats = charts.top_bars(
-        counts, folder / f"{stem}-categories.png", "Top problem types (SPD-1)"
+        category_counts(cells, 10), folder / f"{stem}-categories.png", "Top problem types (SPD-1)"
     )
     summary = [
         {"figure": "tickets", "value": str(data["tickets"]), "target": "-"},
@@ -279,26 +220,38 @@ def speed_report(
     end: str | None = None,
     limit_hours: float | None = None,
     frame: pd.DataFrame | None = None,
-    out_dir: Any = None,
+    out_dir: Path | str | None = None,
     tz: str | None = None,
-    now: Any = None,
+    now: datetime | None = None,
     url: str | None = None,
 ) -> dict[str, Any]:
-    """Load (or take) the tickets, compute SPD-1/2 and write the files. Read only."""
-    from aftersales.quality import previous_month
+    """SPD-1/2 over ``frame`` or the stored tickets (computed by the database); the files
+    when ``out_dir`` is given. Reads only."""
     from aftersales.settings import get_settings
 
     tz = tz or get_settings().timezone
     if end is None:
-        from aftersales.clock import get_clock
+        if now is None:
+            from aftersales.clock import get_clock
 
-        end = previous_month(now or get_clock().now(), tz)
-    first, last = speed_window(end, months, tz)
+            now = get_clock().now()
+        end = previous_month(now, tz)
     if frame is None:
-        from aftersales.history import load_tickets
+        from aftersales import report_sql
+        from models.db import get_engine
 
-        frame = load_tickets(month_bounds(first, tz)[0], month_bounds(last, tz)[1], url=url)
-    data = compute_speed(frame, end, profile, months=months, limit_hours=limit_hours, tz=tz)
+        engine = get_engine(url)
+
+        def cells_of(weeks: Any, window: tuple[int, int], limit_us: int) -> list[SpeedCell]:
+            return report_sql.speed_cells(engine, weeks=weeks, window=window, limit_us=limit_us)
+
+    else:
+        from aftersales import report_frame
+
+        def cells_of(weeks: Any, window: tuple[int, int], limit_us: int) -> list[SpeedCell]:
+            return report_frame.speed_cells(frame, weeks=weeks, window=window, limit_us=limit_us)
+
+    data, cells = _compute(cells_of, end, profile, months=months, limit_hours=limit_hours, tz=tz)
     if out_dir is not None:
-        data["files"] = write_speed_report(data, frame, out_dir)
+        data["files"] = write_speed_report(data, cells, out_dir)
     return data

@@ -1,0 +1,853 @@
+"""The reports' figures computed by the database (issue 12).
+
+One ``GROUP BY`` query per figure set, in SQLAlchemy Core, on SQLite and on
+PostgreSQL. Only group sums come back (a few thousand rows at most), never the
+tickets; :mod:`aftersales.report_model` turns the sums into the report.
+
+* **Rows**: ``history_ticket`` (instants already integer microseconds) united
+  with the live ``ticket`` table (its timestamps converted to microseconds in
+  the query); a history row whose ``ticket_id`` is a live ticket's id is left
+  out (the live ticket wins). The month window uses ``ix_history_ticket_created_at``
+  and ``ix_ticket_created_at``.
+* **Working-time deadlines** (CMP-3, and any rule in working units) are two
+  index lookups in ``working_period`` per ticket (see
+  :mod:`aftersales.working_periods`), evaluated only for the tickets they
+  concern. The coverage of the table is extended before the query (and, if the
+  query finds a deadline outside it, once more and the query re-run).
+* **Stages**: per-row values that later expressions use more than once (a
+  looked-up deadline) are computed in a subquery fenced with ``OFFSET 0`` so
+  that neither SQLite nor PostgreSQL inlines (and repeats) the lookup; SQLite
+  runs the stages as co-routines, without temporary tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    true,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.functions import FunctionElement
+
+from aftersales.calendar import WorkCalendar
+from aftersales.policy import Profile
+from aftersales.report_model import (
+    BREACHED,
+    FAMILIES,
+    MET,
+    NA,
+    OPEN,
+    US,
+    Buckets,
+    Clock,
+    QualityCell,
+    QualityKey,
+    QualityRules,
+    QualitySums,
+    ReplayCell,
+    ReplayKey,
+    RuleSums,
+    SpeedCell,
+    SpeedSums,
+    Step,
+    clocks,
+    family_steps,
+    micros,
+)
+from aftersales.working_periods import calendar_key, fill_working_periods
+from models.history import HistoryTicket, WorkingPeriod, from_micros
+
+Cols = Any  # the ``.c`` collection of a stage
+DAY_US = 86_400 * US
+#: Alembic revisions older than the one that stores history instants as integers
+REVISIONS_BEFORE_0004 = frozenset({"0001", "0002", "0003"})
+
+
+# ------------------------------------------------------------------ dialect helpers
+class epoch_us(FunctionElement[int]):  # noqa: N801 - reads as a SQL function
+    """Microseconds since the epoch of a timestamp column (the live ``ticket`` table)."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "epoch_us"
+
+
+@compiles(epoch_us, "sqlite")
+def _epoch_us_sqlite(element: epoch_us, compiler: Any, **kw: Any) -> str:
+    # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC: whole seconds exactly, then the digits
+    x = compiler.process(element.clauses, **kw)
+    return (
+        f"(unixepoch(substr({x}, 1, 19)) * 1000000"
+        f" + CAST(substr({x} || '000000', 21, 6) AS INTEGER))"
+    )
+
+
+@compiles(epoch_us)
+def _epoch_us_default(element: epoch_us, compiler: Any, **kw: Any) -> str:
+    x = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM {x}) * 1000000 AS BIGINT)"
+
+
+class score_milli(FunctionElement[int]):  # noqa: N801
+    """A 0-10 score in whole thousandths, ``floor(x * 1000 + 0.5)`` (as report_model.milli)."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "score_milli"
+
+
+@compiles(score_milli, "sqlite")
+def _score_milli_sqlite(element: score_milli, compiler: Any, **kw: Any) -> str:
+    # scores are >= 0, so truncation is floor
+    return f"CAST({compiler.process(element.clauses, **kw)} * 1000 + 0.5 AS INTEGER)"
+
+
+@compiles(score_milli)
+def _score_milli_default(element: score_milli, compiler: Any, **kw: Any) -> str:
+    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)} * 1000 + 0.5) AS BIGINT)"
+
+
+class binary_order(FunctionElement[str]):  # noqa: N801
+    """A text column compared by code point (Python's ``sorted``), whatever the collation."""
+
+    inherit_cache = True
+    name = "binary_order"
+
+
+@compiles(binary_order, "sqlite")
+def _binary_sqlite(element: binary_order, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.clauses, **kw)} COLLATE BINARY"
+
+
+@compiles(binary_order)
+def _binary_default(element: binary_order, compiler: Any, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
+def fence(sel: Select[Any]) -> Select[Any]:
+    """A subquery the planner keeps as it is (SQLite: a co-routine; PostgreSQL: no pull-up)."""
+    return sel.offset(0)
+
+
+def one(cond: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((cond, 1), else_=0)
+
+
+# ------------------------------------------------------------------ schema
+def schema_ready(engine: Engine) -> bool:
+    """Whether the database is at (or past) the migration the report queries need."""
+    try:
+        with engine.connect() as conn:
+            versions = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:
+        return False
+    return bool(versions) and not (versions & REVISIONS_BEFORE_0004)
+
+
+# ------------------------------------------------------------------ the rows
+ROW_COLUMNS = (
+    "ticket_id",
+    "sop",
+    "channel",
+    "category",
+    "priority",
+    "team",
+    "handler",
+    "satisfaction",
+    "c",
+    "f",
+    "r",
+    "cl",
+    "customer_id",
+)
+
+
+def ticket_rows(
+    lo_us: int | None,
+    hi_us: int | None,
+    *,
+    include_live: bool = True,
+    columns: Sequence[str] = ROW_COLUMNS,
+    sop: str | None = None,
+) -> Any:
+    """History and live tickets created in ``[lo_us, hi_us)`` (optionally of one ``sop``)
+    with canonical ``columns`` (a subset of :data:`ROW_COLUMNS`): ``ticket_id, sop, channel,
+    category, priority, team, handler, satisfaction`` and the instants ``c`` (created),
+    ``f`` (first response), ``r`` (resolved), ``cl`` (closed) in microseconds."""
+    unknown = set(columns) - set(ROW_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown row column(s): {', '.join(sorted(unknown))}")
+    h = HistoryTicket.__table__
+
+    def us(name: str) -> ColumnElement[int]:
+        return type_coerce(h.c[name], BigInteger())
+
+    h_cols: dict[str, ColumnElement[Any]] = {
+        "ticket_id": h.c.ticket_id,
+        "sop": h.c.sop,
+        "channel": h.c.channel,
+        "category": h.c.category,
+        "priority": h.c.priority,
+        "team": h.c.team,
+        "handler": h.c.handler,
+        "satisfaction": h.c.satisfaction,
+        "c": us("created_at"),
+        "f": us("first_response_at"),
+        "r": us("resolved_at"),
+        "cl": us("closed_at"),
+        "customer_id": h.c.customer_id,
+    }
+    hist = select(*[h_cols[n].label(n) for n in columns])
+    if lo_us is not None:
+        hist = hist.where(us("created_at") >= lo_us)
+    if hi_us is not None:
+        hist = hist.where(us("created_at") < hi_us)
+    if sop is not None:
+        hist = hist.where(h.c.sop == sop)
+    if not include_live:
+        return hist.subquery("rows")
+    from models.entities import Category, Channel, Priority, Sop, Ticket
+
+    t = Ticket.__table__
+    hist = hist.where(~exists().where(t.c.id == h.c.ticket_id))
+
+    def values(col: Any, enum: Any) -> ColumnElement[str]:
+        # compared through the column's Enum type, so the stored form does not matter
+        return case(*[(col == member, literal(member.value)) for member in enum], else_=null())
+
+    t_cols: dict[str, ColumnElement[Any]] = {
+        "ticket_id": t.c.id,
+        "sop": values(t.c.sop, Sop),
+        "channel": values(t.c.channel, Channel),
+        "category": values(t.c.category, Category),
+        "priority": values(t.c.priority, Priority),
+        "team": t.c.owner_team,
+        "handler": t.c.handler,
+        "satisfaction": t.c.satisfaction,
+        "c": epoch_us(t.c.created_at),
+        "f": epoch_us(t.c.first_response_at),
+        "r": epoch_us(t.c.resolved_at),
+        "cl": epoch_us(t.c.closed_at),
+        "customer_id": t.c.customer_id,
+    }
+    live = select(*[t_cols[n].label(n) for n in columns])
+    if lo_us is not None:
+        live = live.where(t.c.created_at >= from_micros(lo_us))
+    if hi_us is not None:
+        live = live.where(t.c.created_at < from_micros(hi_us))
+    if sop is not None:
+        live = live.where(t.c.sop == Sop(sop))
+    return union_all(hist, live).subquery("rows")
+
+
+# ------------------------------------------------------------------ staged queries
+class Staged:
+    """A query built in fenced stages: each stage selects the previous one's columns plus
+    new ones computed from them, so each new value is computed once per row."""
+
+    def __init__(self, base: Any) -> None:
+        self.sub = base
+        self._n = 0
+
+    @property
+    def c(self) -> Cols:
+        return self.sub.c
+
+    def add(self, cols: dict[str, Callable[[Cols], ColumnElement[Any]]]) -> None:
+        if not cols:
+            return
+        self._n += 1
+        c = self.sub.c
+        self.sub = fence(select(*c, *[fn(c).label(name) for name, fn in cols.items()])).subquery(
+            f"stage{self._n}"
+        )
+
+
+class Lookups:
+    """The two working-period lookups of a working-time deadline (one calendar)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def pos(self, t: ColumnElement[int]) -> ColumnElement[int]:
+        """Working time accumulated before instant ``t``."""
+        p = WorkingPeriod.__table__.alias("p")
+        within = t - p.c.start_us
+        return (
+            select(
+                case(
+                    (within < p.c.end_us - p.c.start_us, p.c.cum_start_us + within),
+                    else_=p.c.cum_end_us,
+                )
+            )
+            .where(p.c.calendar_key == self.key, p.c.start_us <= t)
+            .order_by(p.c.start_us.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    def due(self, target: ColumnElement[int]) -> ColumnElement[int]:
+        """The instant at which the accumulated working time reaches ``target``."""
+        q = WorkingPeriod.__table__.alias("q")
+        return (
+            select(q.c.start_us + (target - q.c.cum_start_us))
+            .where(q.c.calendar_key == self.key, q.c.cum_end_us >= target)
+            .order_by(q.c.cum_end_us)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+
+Expr = Callable[[Cols], ColumnElement[Any]]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A deadline column to add: ``steps`` applied one after another to ``start``,
+    only where ``guard`` holds (NULL elsewhere, and where the start is NULL)."""
+
+    name: str
+    start: str
+    steps: tuple[Step, ...]
+    guard: Expr | None = None
+
+    def active(self, c: Cols) -> ColumnElement[bool]:
+        g = self.guard(c) if self.guard is not None else true()
+        return and_(g, c[self.start].is_not(None))
+
+
+def add_deadlines(st: Staged, deadlines: Sequence[Deadline], lookups: Lookups) -> None:
+    """Add the deadline columns, as :meth:`WorkCalendar.add` chains: natural steps add
+    elapsed microseconds; a working step is ``max(due(pos(cur) + N), cur)``, where
+    ``pos`` of the result of a working step is known without a lookup."""
+    cur: dict[str, Expr] = {d.name: (lambda c, s=d.start: c[s]) for d in deadlines}
+    pos: dict[str, Expr | None] = {d.name: None for d in deadlines}
+    step_no = {d.name: 0 for d in deadlines}
+    while True:
+        pending: list[Deadline] = []
+        for d in deadlines:
+            while step_no[d.name] < len(d.steps) and not d.steps[step_no[d.name]].working:
+                n = d.steps[step_no[d.name]].amount_us
+                cur[d.name] = lambda c, prev=cur[d.name], n=n: prev(c) + n
+                pos[d.name] = None
+                step_no[d.name] += 1
+            if step_no[d.name] < len(d.steps):
+                pending.append(d)
+        if not pending:
+            break
+        # stage 1: the current instant (and its working position) as columns
+        first: dict[str, Expr] = {}
+        for d in pending:
+            k = step_no[d.name]
+            cur_col, pos_col = f"{d.name}_cur{k}", f"{d.name}_pos{k}"
+            first[cur_col] = lambda c, d=d, f=cur[d.name]: case((d.active(c), f(c)), else_=null())
+            if pos[d.name] is None:
+                first[pos_col] = lambda c, d=d, f=cur[d.name]: case(
+                    (and_(d.active(c), f(c).is_not(None)), lookups.pos(f(c))), else_=null()
+                )
+        st.add(first)
+        # stage 2: the looked-up due instant
+        second: dict[str, Expr] = {}
+        for d in pending:
+            k = step_no[d.name]
+            cur_col, pos_col, raw_col = f"{d.name}_cur{k}", f"{d.name}_pos{k}", f"{d.name}_raw{k}"
+            n = d.steps[k].amount_us
+            p: Expr = pos[d.name] or (lambda c, col=pos_col: c[col])
+            second[raw_col] = lambda c, p=p, n=n, cc=cur_col: case(
+                (p(c).is_not(None), lookups.due(p(c) + n)), else_=null()
+            )
+            pos[d.name] = lambda c, p=p, n=n: p(c) + n
+            cur[d.name] = lambda c, raw=raw_col, cc=cur_col: case(
+                (c[raw].is_(None), null()), (c[raw] > c[cc], c[raw]), else_=c[cc]
+            )
+            step_no[d.name] += 1
+        st.add(second)
+    st.add(
+        {
+            d.name: (lambda c, d=d: case((d.active(c), cur[d.name](c)), else_=null()))
+            for d in deadlines
+        }
+    )
+
+
+# ------------------------------------------------------------------ coverage
+def _local_day(us: int, tz: ZoneInfo) -> date:
+    return from_micros(us).astimezone(tz).date()
+
+
+def _span_days(steps: Sequence[Step], calendar: WorkCalendar) -> int:
+    """Calendar days a chain of steps can reach past its start (generous, as VectorCalendar)."""
+    per_day = max(calendar.working_day_seconds(), 1) * US
+    working = sum(s.amount_us for s in steps if s.working)
+    natural = sum(s.amount_us for s in steps if not s.working)
+    return int(math.ceil(working / per_day)) * 2 + 16 + int(math.ceil(natural / DAY_US))
+
+
+def ensure_coverage(
+    engine: Engine, calendar: WorkCalendar, first_us: int, last_us: int, span_days: int
+) -> str:
+    """Working periods for starts in ``[first_us, last_us]`` and deadlines ``span_days`` on."""
+    tz = calendar.tz
+    first = _local_day(first_us, tz) - timedelta(days=1)
+    last = _local_day(last_us, tz) + timedelta(days=span_days)
+    with engine.begin() as conn:
+        return fill_working_periods(conn, calendar, first, last).key
+
+
+def _start_range(conn: Connection, rows: Any, columns: Sequence[str]) -> tuple[int, int] | None:
+    lo = [func.min(rows.c[n]) for n in columns]
+    hi = [func.max(rows.c[n]) for n in columns]
+    got = conn.execute(select(*lo, *hi)).one()
+    vals_lo = [int(v) for v in got[: len(columns)] if v is not None]
+    vals_hi = [int(v) for v in got[len(columns) :] if v is not None]
+    if not vals_lo:
+        return None
+    return min(vals_lo), max(vals_hi)
+
+
+def run_with_coverage(
+    engine: Engine,
+    calendar: WorkCalendar,
+    *,
+    window: tuple[int, int] | None,
+    steps: Sequence[Step],
+    rows: Callable[[], Any],
+    start_columns: Sequence[str],
+    query: Callable[[Connection, str], tuple[Any, int]],
+) -> Any:
+    """Run ``query`` (which returns ``(result, uncovered)``) with the working periods it
+    needs: first for the window plus a margin; if a deadline fell outside, for the exact
+    range of its starts, and once more."""
+    key = calendar_key(calendar)
+    if not any(s.working for s in steps):
+        with engine.connect() as conn:
+            return query(conn, key)[0]
+    span = _span_days(steps, calendar)
+    if window is not None:
+        ensure_coverage(engine, calendar, window[0], window[1] + 14 * DAY_US, span)
+    else:
+        with engine.connect() as conn:
+            got = _start_range(conn, rows(), ["c"])
+        if got is not None:
+            ensure_coverage(engine, calendar, got[0], got[1] + 14 * DAY_US, span)
+    with engine.connect() as conn:
+        result, uncovered = query(conn, key)
+        if not uncovered:
+            return result
+        got = _start_range(conn, rows(), start_columns)
+    if got is not None:
+        ensure_coverage(engine, calendar, got[0], got[1], span * 2)
+    with engine.connect() as conn:
+        result, uncovered = query(conn, key)
+    if uncovered:
+        raise RuntimeError(f"{uncovered} working-time deadlines outside the working-period table")
+    return result
+
+
+# ------------------------------------------------------------------ quality (QA-2..4)
+def _bucket(col: ColumnElement[int], buckets: Buckets) -> ColumnElement[int]:
+    inner = buckets.edges[1:-1]
+    if not inner:
+        return literal(0)
+    return case(*[(col < e, i) for i, e in enumerate(inner)], else_=len(inner))
+
+
+def _keys(c: Cols, buckets: Buckets | None) -> list[ColumnElement[Any]]:
+    if buckets is None:
+        return [c.team, c.handler, c.channel, c.category]
+    return [_bucket(c.c, buckets).label("bucket")]
+
+
+QUALITY_COLUMNS = ("sop", "channel", "category", "team", "handler", "satisfaction", "c", "f", "r")
+
+
+def _quality_main(
+    rules: QualityRules, window: tuple[int, int], *, include_live: bool, buckets: Buckets | None
+) -> Select[Any]:
+    """Every QA-2 counter except the complaints' deadlines, per group."""
+    c = ticket_rows(*window, include_live=include_live, columns=QUALITY_COLUMNS).c
+    keys = _keys(c, buckets)
+    return select(
+        *keys,
+        func.count().label("tickets"),
+        func.sum(one(c.sop == "inquiry")).label("inquiries"),
+        func.sum(one(and_(c.sop == "inquiry", c.f - c.c <= rules.inquiry_us))).label(
+            "inquiries_ok"
+        ),
+        func.sum(one(c.sop == "repair")).label("repairs"),
+        func.sum(one(and_(c.sop == "repair", c.r - c.c <= rules.repair_us))).label("repairs_ok"),
+        func.sum(one(c.sop == "complaint")).label("complaints"),
+        func.count(c.satisfaction).label("ratings"),
+        func.coalesce(func.sum(score_milli(c.satisfaction)), 0).label("satisfaction_milli"),
+        func.sum(one(c.satisfaction < rules.satisfaction_target)).label("below_target"),
+    ).group_by(*keys)
+
+
+def _quality_complaints(
+    rules: QualityRules,
+    key: str,
+    window: tuple[int, int],
+    *,
+    include_live: bool,
+    buckets: Buckets | None,
+) -> Select[Any]:
+    """Complaints meeting every CMP clock (and deadlines outside the periods), per group."""
+    rows = ticket_rows(
+        *window,
+        include_live=include_live,
+        columns=("channel", "category", "team", "handler", "c", "f", "r"),
+        sop="complaint",
+    )
+    st = Staged(rows)
+
+    def answered(c: Cols) -> ColumnElement[bool]:
+        return and_(c.f.is_not(None), c.r.is_not(None))
+
+    add_deadlines(
+        st,
+        [
+            Deadline("d12", "c", rules.cmp_response, answered),
+            Deadline("d3", "f", rules.cmp_resolution, answered),
+        ],
+        Lookups(key),
+    )
+    c = st.c
+    keys = _keys(c, buckets)
+    return select(
+        *keys,
+        func.sum(one(and_(answered(c), c.f <= c.d12, c.r <= c.d3))).label("complaints_ok"),
+        func.sum(one(and_(answered(c), or_(c.d12.is_(None), c.d3.is_(None))))).label("uncovered"),
+    ).group_by(*keys)
+
+
+def _quality_groups(
+    engine: Engine,
+    profile: Profile,
+    calendar: WorkCalendar,
+    window: tuple[int, int],
+    *,
+    include_live: bool,
+    buckets: Buckets | None,
+) -> dict[Any, QualitySums]:
+    rules = QualityRules.of(profile, calendar)
+    nkeys = 4 if buckets is None else 1
+
+    def group(row: Any) -> Any:
+        if buckets is None:
+            return QualityKey(row[0], row[1], row[2], row[3])
+        return int(row[0])
+
+    def query(conn: Connection, key: str) -> tuple[dict[Any, int], int]:
+        sel = _quality_complaints(rules, key, window, include_live=include_live, buckets=buckets)
+        ok: dict[Any, int] = {}
+        uncovered = 0
+        for row in conn.execute(sel).all():
+            ok[group(row)] = int(row[nkeys])
+            uncovered += int(row[nkeys + 1])
+        return ok, uncovered
+
+    complaints_ok = run_with_coverage(
+        engine,
+        calendar,
+        window=window,
+        steps=rules.steps,
+        rows=lambda: ticket_rows(
+            *window, include_live=include_live, columns=("c", "f"), sop="complaint"
+        ),
+        start_columns=["c", "f"],
+        query=query,
+    )
+    out: dict[Any, QualitySums] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            _quality_main(rules, window, include_live=include_live, buckets=buckets)
+        ).all()
+    for row in rows:
+        k = group(row)
+        n = [int(v) for v in row[nkeys:]]
+        # tickets, inquiries, inquiries_ok, repairs, repairs_ok, complaints, complaints_ok,
+        # ratings, satisfaction_milli, below_target
+        out[k] = QualitySums(*n[:6], complaints_ok.get(k, 0), *n[6:])
+    return out
+
+
+def quality_cells(
+    engine: Engine,
+    *,
+    profile: Profile,
+    calendar: WorkCalendar,
+    window: tuple[int, int],
+    include_live: bool = True,
+) -> list[QualityCell]:
+    """QA-2 sums per (team, handler, channel, category) of the tickets created in ``window``."""
+    groups = _quality_groups(
+        engine, profile, calendar, window, include_live=include_live, buckets=None
+    )
+    return [QualityCell(k, s) for k, s in groups.items()]
+
+
+def quality_by_bucket(
+    engine: Engine,
+    *,
+    profile: Profile,
+    calendar: WorkCalendar,
+    buckets: Buckets,
+    include_live: bool = True,
+) -> dict[int, QualitySums]:
+    """QA-2 sums per time bucket (the months of the trend)."""
+    return _quality_groups(
+        engine,
+        profile,
+        calendar,
+        (buckets.start_us, buckets.stop_us),
+        include_live=include_live,
+        buckets=buckets,
+    )
+
+
+# ------------------------------------------------------------------ speed (SPD-1/2)
+def speed_cells(
+    engine: Engine,
+    *,
+    weeks: Buckets,
+    window: tuple[int, int],
+    limit_us: int,
+    include_live: bool = True,
+) -> list[SpeedCell]:
+    """SPD-1 sums per (week, category) of the tickets created in ``window``."""
+    rows = ticket_rows(*window, include_live=include_live)
+    c = rows.c
+    week = _bucket(c.c, weeks).label("week")
+    sel = select(
+        week,
+        c.category,
+        func.count().label("tickets"),
+        func.count(c.f).label("answered"),
+        func.coalesce(func.sum((c.f - c.c) // 1000), 0).label("response_ms"),
+        func.count(c.cl).label("closed"),
+        func.coalesce(func.sum((c.cl - c.c) // 1000), 0).label("resolution_ms"),
+        func.sum(case((c.f - c.c <= limit_us, 0), else_=1)).label("over_limit"),
+        func.count(c.satisfaction).label("ratings"),
+        func.coalesce(func.sum(score_milli(c.satisfaction)), 0).label("satisfaction_milli"),
+    ).group_by(week, c.category)
+    with engine.connect() as conn:
+        return [
+            SpeedCell(
+                int(r.week),
+                r.category,
+                SpeedSums(
+                    tickets=int(r.tickets),
+                    answered=int(r.answered),
+                    response_ms=int(r.response_ms),
+                    closed=int(r.closed),
+                    resolution_ms=int(r.resolution_ms),
+                    over_limit=int(r.over_limit),
+                    ratings=int(r.ratings),
+                    satisfaction_milli=int(r.satisfaction_milli),
+                ),
+            )
+            for r in conn.execute(sel)
+        ]
+
+
+# ------------------------------------------------------------------ replay
+def _matches(clock: Clock) -> Expr:
+    return lambda c: and_(*[c[col] == val for col, val in clock.match])
+
+
+def _status(due: ColumnElement[int], stop: ColumnElement[int], as_of_us: int) -> Any:
+    return case(
+        (due.is_(None), NA),
+        (stop.is_not(None), case((stop <= due, MET), else_=BREACHED)),
+        (due <= as_of_us, BREACHED),
+        else_=OPEN,
+    )
+
+
+def _replay_stage(
+    profile_a: Profile,
+    profile_b: Profile,
+    calendar: WorkCalendar,
+    key: str,
+    rows: Any,
+    as_of_us: int,
+) -> tuple[Staged, list[Step]]:
+    st = Staged(rows)
+    deadlines: dict[tuple[Any, ...], Deadline] = {}
+    due_of: dict[tuple[int, str], list[tuple[Clock, str]]] = {}
+    all_steps: list[Step] = []
+    for clock in clocks():
+        family, start, _ = FAMILIES[clock.family]
+        for side, prof in (("a", profile_a), ("b", profile_b)):
+            steps = family_steps(prof, family, clock.rule_id, calendar)
+            if steps is None:
+                continue
+            all_steps += steps
+            ident = (clock.family, clock.match, tuple(steps))
+            if ident not in deadlines:
+                deadlines[ident] = Deadline(
+                    f"d{len(deadlines)}", start, tuple(steps), _matches(clock)
+                )
+            due_of.setdefault((clock.family, side), []).append((clock, deadlines[ident].name))
+    add_deadlines(st, list(deadlines.values()), Lookups(key))
+
+    def family_due(i: int, side: str) -> Expr:
+        branches = due_of.get((i, side), [])
+
+        def build(c: Cols) -> ColumnElement[Any]:
+            if not branches:
+                return null()
+            return case(*[(_matches(clk)(c), c[name]) for clk, name in branches], else_=null())
+
+        return build
+
+    statuses: dict[str, Expr] = {}
+    for i, (_, _, stop) in enumerate(FAMILIES):
+        for side in ("a", "b"):
+            statuses[f"st{i}{side}"] = lambda c, i=i, side=side, stop=stop: _status(
+                family_due(i, side)(c), c[stop], as_of_us
+            )
+    uncovered = [d for d in deadlines.values() if any(s.working for s in d.steps)]
+    statuses["uncovered"] = lambda c: (
+        case(
+            *[(and_(d.active(c), c[d.name].is_(None)), 1) for d in uncovered],
+            else_=0,
+        )
+        if uncovered
+        else literal(0)
+    )
+    st.add(statuses)
+    return st, all_steps
+
+
+def _changed(c: Cols) -> ColumnElement[bool]:
+    parts = []
+    for i in range(len(FAMILIES)):
+        a, b = c[f"st{i}a"], c[f"st{i}b"]
+        parts.append(and_(b == BREACHED, a != BREACHED, a != NA))
+        parts.append(and_(a == BREACHED, b != BREACHED, b != NA))
+    return or_(*parts)
+
+
+def replay_cells(
+    engine: Engine,
+    *,
+    profile_a: Profile,
+    profile_b: Profile,
+    calendar: WorkCalendar,
+    as_of: datetime,
+    window: tuple[int, int] | None = None,
+    include_live: bool = True,
+    examples: int = 10,
+) -> tuple[list[ReplayCell], list[str]]:
+    """Clock outcomes per (sop, channel, priority) under A and B, and the first
+    ``examples`` ticket ids (code-point order) whose outcome changed."""
+    lo, hi = window if window is not None else (None, None)
+    as_of_us = micros(as_of)
+
+    def rows() -> Any:
+        return ticket_rows(
+            lo,
+            hi,
+            include_live=include_live,
+            columns=("ticket_id", "sop", "channel", "priority", "c", "f", "r"),
+        )
+
+    steps_probe: list[Step] = []
+
+    def query(conn: Connection, key: str) -> tuple[tuple[list[ReplayCell], list[str]], int]:
+        st, _ = _replay_stage(profile_a, profile_b, calendar, key, rows(), as_of_us)
+        c = st.c
+        n = len(FAMILIES)
+        aggs = [func.count().label("tickets")]
+        for i in range(n):
+            a, b = c[f"st{i}a"], c[f"st{i}b"]
+            aggs += [
+                func.sum(one(a == MET)).label(f"met_a{i}"),
+                func.sum(one(a == BREACHED)).label(f"breached_a{i}"),
+                func.sum(one(a == OPEN)).label(f"open_a{i}"),
+                func.sum(one(b == MET)).label(f"met_b{i}"),
+                func.sum(one(b == BREACHED)).label(f"breached_b{i}"),
+                func.sum(one(b == OPEN)).label(f"open_b{i}"),
+                func.sum(one(and_(b == BREACHED, a != BREACHED, a != NA))).label(f"newly{i}"),
+                func.sum(one(and_(a == BREACHED, b != BREACHED, b != NA))).label(f"nolonger{i}"),
+            ]
+        aggs += [
+            func.sum(one(or_(*[c[f"st{i}a"] == BREACHED for i in range(n)]))).label("any_a"),
+            func.sum(one(or_(*[c[f"st{i}b"] == BREACHED for i in range(n)]))).label("any_b"),
+            func.sum(one(_changed(c))).label("changed"),
+            func.sum(c.uncovered).label("uncovered"),
+        ]
+        sel = select(c.sop, c.channel, c.priority, *aggs).group_by(c.sop, c.channel, c.priority)
+        cells: list[ReplayCell] = []
+        uncovered = 0
+        for r in conn.execute(sel):
+            m = r._mapping
+            uncovered += int(m["uncovered"] or 0)
+            cells.append(
+                ReplayCell(
+                    key=ReplayKey(r.sop, r.channel, r.priority),
+                    tickets=int(r.tickets),
+                    families=[
+                        RuleSums(
+                            met_a=int(m[f"met_a{i}"]),
+                            breached_a=int(m[f"breached_a{i}"]),
+                            open_a=int(m[f"open_a{i}"]),
+                            met_b=int(m[f"met_b{i}"]),
+                            breached_b=int(m[f"breached_b{i}"]),
+                            open_b=int(m[f"open_b{i}"]),
+                            newly_breached=int(m[f"newly{i}"]),
+                            no_longer_breached=int(m[f"nolonger{i}"]),
+                        )
+                        for i in range(n)
+                    ],
+                    breached_any_a=int(r.any_a),
+                    breached_any_b=int(r.any_b),
+                    changed=int(r.changed),
+                )
+            )
+        ids: list[str] = []
+        if examples and any(cell.changed for cell in cells):
+            st2, _ = _replay_stage(profile_a, profile_b, calendar, key, rows(), as_of_us)
+            order = binary_order(st2.c.ticket_id)
+            ids = list(
+                conn.execute(
+                    select(st2.c.ticket_id).where(_changed(st2.c)).order_by(order).limit(examples)
+                ).scalars()
+            )
+        return (cells, ids), uncovered
+
+    for clock in clocks():
+        family = FAMILIES[clock.family][0]
+        for prof in (profile_a, profile_b):
+            steps_probe += family_steps(prof, family, clock.rule_id, calendar) or []
+    return run_with_coverage(
+        engine,
+        calendar,
+        window=window,
+        steps=steps_probe,
+        rows=rows,
+        start_columns=["c", "f"],
+        query=query,
+    )
