@@ -525,6 +525,8 @@ def complete(
     resumed = bool(st.resume_when) and matches(st.resume_when, values)
     if resumed:
         sla.resume(session, ctx=clocks, ticket_id=ticket_id, at=now, rule_ids=pausable)
+    _send_messages(session, st=st, sop=sop, key=key, ticket=ticket, escalation=escalation,
+                   values=values, form=form, now=now, instance=instance)  # fmt: skip
     opened = []
     if not closed:
         for rule in profile.started_by(ref):
@@ -552,8 +554,6 @@ def complete(
         ticket.sop = handed
         session.add(ticket)
         queue_start(session, sop=handed, ticket=ticket, now=now, from_flow_run=flow_run_id)
-    _send_messages(session, st=st, sop=sop, key=key, ticket=ticket, escalation=escalation,
-                   values=values, form=form, now=now, instance=instance)  # fmt: skip
     session.add(
         StepRecord(
             ticket_id=ticket_id,

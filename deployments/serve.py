@@ -66,6 +66,11 @@ def build_deployments() -> list:
 
 
 def serve_all(limit: int | None = None) -> None:
+    import os
+
+    # the project's own loggers (masked, PRIV-1) go to the run logs in the Prefect UI;
+    # every flow run is a child process that reads this when it sets up logging
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "aftersales")
     from prefect import serve
 
     serve(*build_deployments(), limit=limit, print_starting_message=True)

@@ -83,6 +83,7 @@ ESCALATION = SopSpec(
             InitialPlan,
             apply=plan,
             messages=(
+                Message("escalation_progress", "handler"),
                 Message("emergency_plan", "tech_support"),
                 Message("emergency_plan", "pr"),
             ),

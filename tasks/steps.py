@@ -36,6 +36,8 @@ from models.repository import claim_sop_run, clocks_for, get_ticket
 # PRIV-1: every log record of these loggers (flow and task run logs shipped to the
 # Prefect UI included) is masked when it is created.
 install_log_masking(("aftersales", "prefect"))
+# the project's records (INQ-1 …) reach the run logs: PREFECT_LOGGING_EXTRA_LOGGERS=aftersales
+logging.getLogger("aftersales").setLevel(logging.INFO)
 log = logging.getLogger("aftersales.steps")
 
 

@@ -477,11 +477,12 @@ def test_safety_risk_opens_an_urgent_escalation_run_the_director_acknowledges_an
     submit(ticket_id, "plan", {"by": "运营总监-吴", "plan": "stop sales of batch 7; replace units"})
     with session_scope() as s:
         esc = escalations_for(s, ticket_id=ticket_id)
-        clocks = {(c.rule_id, c.instance): c for c in clocks_for(s, ticket_id=ticket_id)}
     assert [(e.rule_id, e.escalated_to, e.level) for e in esc] == [
         ("ESC-URGENT", "operations_director", "urgent")
     ]
     wait(lambda: flow_run(esc[0].flow_run_id).state.is_completed(), 120, "escalation run completed")
+    with session_scope() as s:
+        clocks = {(c.rule_id, c.instance): c for c in clocks_for(s, ticket_id=ticket_id)}
     assert clocks[("ESC-URGENT:within", esc[0].id)].state == ClockState.MET
     assert clocks[("ESC-URGENT:plan", esc[0].id)].state == ClockState.MET
     assert clocks[("ESC-URGENT:resolution", esc[0].id)].state == ClockState.ARMED  # until solved
