@@ -363,11 +363,18 @@ def _blank_mask(s: pd.Series) -> np.ndarray:
     return s.map(_blank).to_numpy(dtype=bool)
 
 
+def _objects(s: pd.Series, keep: Any) -> pd.Series:
+    """``s`` as an object Series with None (never NaN) where ``keep`` is false."""
+    arr = s.to_numpy(dtype=object, copy=True)
+    arr[~np.asarray(keep, dtype=bool)] = None
+    return pd.Series(arr, index=s.index, dtype=object)
+
+
 def _texts(s: pd.Series) -> pd.Series:
     """Cells as stripped text (object), None for blank; numbers as written (1.0 -> '1')."""
     if _is_str_column(s):
         t = s.str.strip()
-        return t.astype(object).where(t.notna() & t.ne(""), None)
+        return _objects(t, (t.notna() & t.ne("")).to_numpy())
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     mapped = np.array([_text(u) for u in uniques] + [None], dtype=object)
     return pd.Series(mapped[codes], index=s.index, dtype=object)
@@ -552,7 +559,7 @@ def check_chunk(raw: pd.DataFrame, source: dict[str, str], rules: Rules) -> Chec
                     lambda v, a=allowed: f"{v!r} is not one of {', '.join(a)}",
                     txt.to_numpy(),
                 )
-                txt = low.astype(object).where(low.notna(), None)
+                txt = _objects(low, low.notna().to_numpy())
             limit = TEXT_LIMITS.get(col)
             if limit:
                 long = (txt.notna() & (txt.str.len() > limit)).to_numpy()
@@ -643,7 +650,9 @@ def _tuples(rows: pd.DataFrame, batch_id: int) -> list[tuple[Any, ...]]:
             obj[np.isnan(v.astype("float64"))] = None
             cols.append(obj.tolist())
         else:
-            cols.append(v.tolist())
+            obj = rows[c].to_numpy(dtype=object)  # a str column holds NaN for missing
+            obj[pd.isna(obj)] = None
+            cols.append(obj.tolist())
     cols.append([batch_id] * len(rows))
     cols.append(rows["line"].to_numpy(dtype=np.int64).tolist())
     return list(zip(*cols, strict=True))

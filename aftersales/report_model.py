@@ -196,6 +196,14 @@ def milli(score: float) -> int:
 
 # ------------------------------------------------------------------ sums
 T = TypeVar("T", bound="Sums")
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass
@@ -203,8 +211,9 @@ class Sums:
     """Integer counters that add up field by field."""
 
     def add(self: T, other: T) -> T:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        mine, theirs = self.__dict__, other.__dict__
+        for name in _field_names(type(self)):
+            mine[name] += theirs[name]
         return self
 
     @classmethod

@@ -190,11 +190,21 @@ def ticket_rows(
     include_live: bool = True,
     columns: Sequence[str] = ROW_COLUMNS,
     sop: str | None = None,
+    part: str = "all",
 ) -> Any:
     """History and live tickets created in ``[lo_us, hi_us)`` (optionally of one ``sop``)
     with canonical ``columns`` (a subset of :data:`ROW_COLUMNS`): ``ticket_id, sop, channel,
-    category, priority, team, handler, satisfaction`` and the instants ``c`` (created),
-    ``f`` (first response), ``r`` (resolved), ``cl`` (closed) in microseconds."""
+    category, priority, team, handler, satisfaction, customer_id`` and the instants ``c``
+    (created), ``f`` (first response), ``r`` (resolved), ``cl`` (closed) in microseconds.
+
+    ``part`` selects: ``all`` (history rows without a live twin, and the live tickets),
+    ``history`` (every history row), ``shadowed`` (history rows with a live twin; found
+    from the live ids, so it costs as many lookups as there are live tickets) or
+    ``live``. Sums are additive: all = history - shadowed + live, which spares a
+    lookup per history row on SQLite.
+    """
+    if part not in ("all", "history", "shadowed", "live"):
+        raise ValueError(f"unknown part {part!r}")
     unknown = set(columns) - set(ROW_COLUMNS)
     if unknown:
         raise ValueError(f"unknown row column(s): {', '.join(sorted(unknown))}")
@@ -225,11 +235,13 @@ def ticket_rows(
         hist = hist.where(us("created_at") < hi_us)
     if sop is not None:
         hist = hist.where(h.c.sop == sop)
-    if not include_live:
+    if part == "history" or (part == "all" and not include_live):
         return hist.subquery("rows")
     from models.entities import Category, Channel, Priority, Sop, Ticket
 
     t = Ticket.__table__
+    if part == "shadowed":
+        return hist.where(h.c.ticket_id.in_(select(t.c.id))).subquery("rows")
     hist = hist.where(~exists().where(t.c.id == h.c.ticket_id))
 
     def values(col: Any, enum: Any) -> ColumnElement[str]:
@@ -258,7 +270,16 @@ def ticket_rows(
         live = live.where(t.c.created_at < from_micros(hi_us))
     if sop is not None:
         live = live.where(t.c.sop == Sop(sop))
+    if part == "live":
+        return live.subquery("rows")
     return union_all(hist, live).subquery("rows")
+
+
+def parts(include_live: bool) -> list[tuple[str, int]]:
+    """The row parts whose signed sums make the union (see :func:`ticket_rows`)."""
+    if not include_live:
+        return [("history", 1)]
+    return [("history", 1), ("shadowed", -1), ("live", 1)]
 
 
 # ------------------------------------------------------------------ staged queries
@@ -483,10 +504,10 @@ QUALITY_COLUMNS = ("sop", "channel", "category", "team", "handler", "satisfactio
 
 
 def _quality_main(
-    rules: QualityRules, window: tuple[int, int], *, include_live: bool, buckets: Buckets | None
+    rules: QualityRules, window: tuple[int, int], *, part: str, buckets: Buckets | None
 ) -> Select[Any]:
-    """Every QA-2 counter except the complaints' deadlines, per group."""
-    c = ticket_rows(*window, include_live=include_live, columns=QUALITY_COLUMNS).c
+    """Every QA-2 counter except the complaints' deadlines, per group, over one part."""
+    c = ticket_rows(*window, columns=QUALITY_COLUMNS, part=part).c
     keys = _keys(c, buckets)
     return select(
         *keys,
@@ -578,14 +599,18 @@ def _quality_groups(
         start_columns=["c", "f"],
         query=query,
     )
-    out: dict[Any, QualitySums] = {}
+    acc: dict[Any, list[int]] = {}
     with engine.connect() as conn:
-        rows = conn.execute(
-            _quality_main(rules, window, include_live=include_live, buckets=buckets)
-        ).all()
-    for row in rows:
-        k = group(row)
-        n = [int(v) for v in row[nkeys:]]
+        for part, sign in parts(include_live):
+            for row in conn.execute(_quality_main(rules, window, part=part, buckets=buckets)).all():
+                k = group(row)
+                n = acc.setdefault(k, [0] * 9)
+                for i, v in enumerate(row[nkeys:]):
+                    n[i] += sign * int(v)
+    out: dict[Any, QualitySums] = {}
+    for k, n in acc.items():
+        if n[0] == 0:  # a group made only of history rows replaced by live twins
+            continue
         # tickets, inquiries, inquiries_ok, repairs, repairs_ok, complaints, complaints_ok,
         # ratings, satisfaction_milli, below_target
         out[k] = QualitySums(*n[:6], complaints_ok.get(k, 0), *n[6:])
@@ -636,10 +661,21 @@ def speed_cells(
     include_live: bool = True,
 ) -> list[SpeedCell]:
     """SPD-1 sums per (week, category) of the tickets created in ``window``."""
-    rows = ticket_rows(*window, include_live=include_live)
+    acc: dict[tuple[int, str | None], list[int]] = {}
+    with engine.connect() as conn:
+        for part, sign in parts(include_live):
+            for r in conn.execute(_speed_select(weeks, window, limit_us, part)).all():
+                n = acc.setdefault((int(r[0]), r[1]), [0] * 8)
+                for i, v in enumerate(r[2:]):
+                    n[i] += sign * int(v)
+    return [SpeedCell(w, cat, SpeedSums(*n)) for (w, cat), n in acc.items() if n[0]]
+
+
+def _speed_select(weeks: Buckets, window: tuple[int, int], limit_us: int, part: str) -> Any:
+    rows = ticket_rows(*window, columns=("category", "satisfaction", "c", "f", "cl"), part=part)
     c = rows.c
     week = _bucket(c.c, weeks).label("week")
-    sel = select(
+    return select(
         week,
         c.category,
         func.count().label("tickets"),
@@ -651,24 +687,6 @@ def speed_cells(
         func.count(c.satisfaction).label("ratings"),
         func.coalesce(func.sum(score_milli(c.satisfaction)), 0).label("satisfaction_milli"),
     ).group_by(week, c.category)
-    with engine.connect() as conn:
-        return [
-            SpeedCell(
-                int(r.week),
-                r.category,
-                SpeedSums(
-                    tickets=int(r.tickets),
-                    answered=int(r.answered),
-                    response_ms=int(r.response_ms),
-                    closed=int(r.closed),
-                    resolution_ms=int(r.resolution_ms),
-                    over_limit=int(r.over_limit),
-                    ratings=int(r.ratings),
-                    satisfaction_milli=int(r.satisfaction_milli),
-                ),
-            )
-            for r in conn.execute(sel)
-        ]
 
 
 # ------------------------------------------------------------------ replay
