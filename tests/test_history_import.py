@@ -132,20 +132,165 @@ def test_ticket_already_stored_from_another_file_is_skipped(sqlite_db: str, tmp_
     assert count(sqlite_db, "history_ticket") == 4
 
 
-def test_a_database_error_imports_nothing(any_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import aftersales.history as h
+def generated(path: Path, n: int, *, repeat: dict[int, int] | None = None) -> Path:
+    """``n`` good rows (time-ordered ids); ``repeat`` gives row k the id of row j."""
+    repeat = repeat or {}
+    rows = []
+    for k in range(n):
+        j = repeat.get(k, k)
+        minute = k % 50
+        rows.append(
+            f"G-{j:05d},inquiry,online,A,normal,2026-08-01T09:{minute:02d}:00+08:00,"
+            f"2026-08-01T09:{minute:02d}:20+08:00,,,{k % 11},h{k % 7},t{k % 3},C-{k}"
+        )
+    return write(path.parent, path.name, *rows)
 
-    real = h._records
 
-    def broken(df: pd.DataFrame, batch_id: int | None) -> list[dict]:
-        rows = real(df, batch_id)
-        return [*rows, dict(rows[0])]  # duplicate ticket_id -> IntegrityError on insert
+def _fail_on(url: str, ticket_id: str) -> None:
+    """A real database error: a trigger that refuses one ticket id."""
+    from models.db import session_scope
 
-    monkeypatch.setattr(h, "_records", broken)
-    with pytest.raises(Exception, match="(?i)unique"):
-        import_file(DATA / "history-good.csv")
+    with session_scope(url) as s:
+        if url.startswith("sqlite"):
+            s.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON history_ticket "
+                    f"WHEN NEW.ticket_id = '{ticket_id}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"
+                )
+            )
+        else:
+            s.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.ticket_id = '{ticket_id}' THEN "
+                    "RAISE EXCEPTION 'refused by trigger'; END IF; RETURN NEW; END $$ "
+                    "LANGUAGE plpgsql"
+                )
+            )
+            s.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON history_ticket "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
+
+
+def test_a_database_error_in_a_later_chunk_imports_nothing(any_db: str, tmp_path: Path) -> None:
+    """Chunks 1-2 are written, chunk 3 fails in the database: the one transaction rolls
+    all of it back, the import batch included."""
+    path = generated(tmp_path / "big.csv", 350)
+    _fail_on(any_db, "G-00250")
+    with pytest.raises(Exception, match="refused by trigger"):
+        import_file(path, chunk_rows=100)
     assert count(any_db, "history_ticket") == 0
     assert count(any_db, "import_batch") == 0
+
+
+def test_streamed_chunks_find_repeats_across_chunks_and_keep_the_counts(
+    any_db: str, tmp_path: Path
+) -> None:
+    # row 230 (line 232) repeats row 10 (line 12), two chunks earlier; row 40 repeats row 39
+    path = generated(tmp_path / "rep.csv", 300, repeat={230: 10, 40: 39})
+    seen: list[tuple[int, int]] = []
+    res = import_file(path, chunk_rows=100, progress=lambda done, total: seen.append((done, total)))
+    msgs = [str(e) for e in res.errors]
+    assert msgs == [
+        "line 42: ticket_id: 'G-00039' repeats line 41",
+        "line 232: ticket_id: 'G-00010' repeats line 12",
+    ]
+    assert (res.rows_read, res.imported, res.rejected, res.skipped_existing) == (300, 298, 2, 0)
+    assert count(any_db, "history_ticket") == 298
+    assert len(seen) == 3 and seen[-1][0] == seen[-1][1] == path.stat().st_size
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    from models.db import session_scope
+
+    with session_scope() as s:
+        line = s.execute(
+            text("SELECT source_line FROM history_ticket WHERE ticket_id = 'G-00010'")
+        ).scalar_one()
+        batch = s.execute(text("SELECT rows_imported, rows_rejected FROM import_batch")).one()
+    assert line == 12 and tuple(batch) == (298, 2)
+
+
+def test_row_errors_listed_up_to_the_limit_counts_exact(
+    sqlite_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aftersales.settings import reset_settings
+
+    monkeypatch.setenv("AFTERSALES_IMPORT_MAX_ERRORS", "3")
+    reset_settings()
+    rows = [f"B-{k},inquiry,fax,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c" for k in range(10)]
+    res = import_file(write(tmp_path, "fax.csv", *rows))
+    assert res.rejected == 10 and res.errors_total == 10 and len(res.errors) == 3
+    assert str(res.errors[0]) == "line 2: channel: 'fax' is not one of phone, online, email, social"
+    reset_settings()
+
+
+def test_parquet_import_reads_typed_columns(any_db: str, tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    p = tmp_path / "history.parquet"
+    con = duckdb.connect()
+    con.execute(
+        f"""COPY (SELECT * FROM (VALUES
+          ('P-1', 'inquiry', 'phone', 'A', 'normal', TIMESTAMP '2026-08-01 09:00:00',
+           TIMESTAMP '2026-08-01 09:00:20', NULL::TIMESTAMP, NULL::TIMESTAMP, 9.0, 'alice', 'north', 'C-1'),
+          ('P-2', 'Repair', 'email', NULL, 'urgent', TIMESTAMP '2026-08-02 10:00:00',
+           NULL::TIMESTAMP, TIMESTAMP '2026-08-03 10:00:00', NULL::TIMESTAMP, NULL, 'bob', NULL, 'C-2'),
+          ('P-3', 'inquiry', 'fax', 'A', 'normal', TIMESTAMP '2026-08-02 10:00:00',
+           NULL::TIMESTAMP, NULL::TIMESTAMP, NULL::TIMESTAMP, 12.0, 'bob', NULL, 'C-3')
+        ) AS t(ticket_id, sop, channel, category, priority, created_at, first_response_at,
+               resolved_at, closed_at, satisfaction, handler, team, customer_id))
+        TO '{p}' (FORMAT parquet)"""
+    )
+    con.close()
+    res = import_file(p, chunk_rows=2)
+    assert (res.imported, res.rejected) == (2, 1)
+    assert [str(e) for e in res.errors] == [
+        "line 4: channel: 'fax' is not one of phone, online, email, social",
+        "line 4: satisfaction: 12 is outside 0-10 (--scale 10)",
+    ]
+    got = load_tickets().set_index("ticket_id")
+    # a timestamp without a zone is Asia/Shanghai time, as in a CSV
+    assert got.loc["P-1", "created_at"] == pd.Timestamp("2026-08-01T01:00:00Z")
+    assert got.loc["P-2", "sop"] == "repair" and pd.isna(got.loc["P-2", "team"])
+    assert got.loc["P-1", "satisfaction"] == 9.0
+
+
+def test_progress_bar_only_when_stdout_is_a_terminal(sqlite_db: str, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    path = generated(tmp_path / "tty.csv", 120)
+    env = {**os.environ, "AFTERSALES_IMPORT_CHUNK_ROWS": "100"}
+    cmd = [sys.executable, "-m", "aftersales.cli", "import", str(path)]
+    piped = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert "importing" not in piped.stderr + piped.stdout
+    assert "120 imported" in piped.stdout
+
+    again = generated(tmp_path / "tty2.csv", 130)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*cmd[:-1], str(again)], env=env, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(master)
+    text_out = out.decode(errors="replace")
+    assert "importing tty2.csv" in text_out and "100%" in text_out
+    assert "130 rows read, 10 imported, 120 already stored" in text_out
 
 
 def test_scale_5_survey_scores_are_doubled(tmp_path: Path) -> None:

@@ -76,10 +76,9 @@ def test_replay_counts_breaches_under_a_and_b() -> None:
     assert r["tickets_changed"] == 1 and r["examples_changed"] == ["T-1"]
 
 
-def test_a_rule_missing_from_a_profile_is_not_applicable(tmp_path: Path) -> None:
-    p = tmp_path / "lean.yaml"
-    p.write_text("name: lean\nextends: default\nremove: [ESC-TIMEOUT:normal]\n")
-    lean = load_profile(str(p))
+def test_a_rule_missing_from_a_profile_is_not_applicable() -> None:
+    rules = {k: v for k, v in DEFAULT.rules.items() if k != "ESC-TIMEOUT:normal"}
+    lean = DEFAULT.model_copy(update={"name": "lean", "rules": rules})
     c = "2026-08-03T10:00:00"
     r = replay(
         frame({"created_at": c, "resolved_at": after(c, days=3)}), DEFAULT, lean, as_of=AS_OF
