@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from aftersales.clock import get_clock
 from aftersales.humansteps import resume_step
 from aftersales.intake import IntakeError, accept_intake, parse_payload
-from aftersales.runtime import clock_context, send_outbox_events
+from aftersales.runtime import deadlines, send_outbox_events
 from aftersales.steps import StepError
 from models.db import session_scope
 from models.entities import SlaClockPublic, TicketPublic
@@ -42,7 +42,7 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
                 },
             )
         try:
-            result = accept_intake(parsed, ctx=clock_context(), now=get_clock().now(), send=send)
+            result = accept_intake(parsed, ctx=deadlines(), now=get_clock().now(), send=send)
         except IntakeError as exc:
             return JSONResponse(
                 status_code=422,

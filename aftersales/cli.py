@@ -120,7 +120,7 @@ def intake(
     """Open a ticket from an intake (phone, online, email, social) and start its SOP."""
     from aftersales.clock import get_clock
     from aftersales.intake import IntakeError, accept_intake, parse_payload
-    from aftersales.runtime import clock_context, send_outbox_events
+    from aftersales.runtime import deadlines, send_outbox_events
     from models.db import init_db
 
     data: dict[str, Any]
@@ -160,7 +160,7 @@ def intake(
     try:
         result = accept_intake(
             payload,
-            ctx=clock_context(),
+            ctx=deadlines(),
             now=get_clock().now(),
             send=None if no_event else send_outbox_events,
         )
@@ -230,11 +230,11 @@ def ticket(ticket_id: str) -> None:
 @clock_app.command("run")
 def clock_run() -> None:
     """Run the SLA clock service (reminders, breaches, escalations, notification outbox)."""
-    from aftersales.runtime import ClockService
+    from aftersales.runtime import SlaService
     from models.db import init_db
 
     init_db()
-    ClockService().run_forever()
+    SlaService().run_forever()
 
 
 @clock_app.command("pause")
@@ -242,13 +242,13 @@ def clock_pause(ticket_id: str, rule: Annotated[list[str] | None, typer.Option()
     """Pause a ticket's running clocks (remaining time kept), e.g. while waiting on the customer."""
     from aftersales import sla
     from aftersales.clock import get_clock
-    from aftersales.runtime import clock_context
+    from aftersales.runtime import deadlines
     from models.db import session_scope
 
     with session_scope() as s:
         done = sla.pause(
             s,
-            ctx=clock_context(),
+            ctx=deadlines(),
             ticket_id=ticket_id,
             at=get_clock().now(),
             rule_ids=rule or None,
@@ -262,13 +262,13 @@ def clock_resume(ticket_id: str, rule: Annotated[list[str] | None, typer.Option(
     """Resume a ticket's paused clocks with the time they had left."""
     from aftersales import sla
     from aftersales.clock import get_clock
-    from aftersales.runtime import clock_context
+    from aftersales.runtime import deadlines
     from models.db import session_scope
 
     with session_scope() as s:
         done = sla.resume(
             s,
-            ctx=clock_context(),
+            ctx=deadlines(),
             ticket_id=ticket_id,
             at=get_clock().now(),
             rule_ids=rule or None,

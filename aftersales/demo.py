@@ -93,9 +93,9 @@ def _do(ticket_id: str, step: str, data: dict[str, Any], say: Callable[[str], No
 def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: float = 150) -> None:
     """Open two tickets and play the people behind them."""
     from aftersales.intake import accept_intake, parse_payload
-    from aftersales.runtime import clock_context, emit_prefect_event
+    from aftersales.runtime import deadlines, send_outbox_events
 
-    ctx = clock_context()
+    ctx = deadlines()
     stamp = int(time.time())
     a = accept_intake(
         parse_payload(
@@ -111,7 +111,7 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         ),
         ctx=ctx,
         now=get_clock().now(),
-        emit=emit_prefect_event,
+        send=send_outbox_events,
     )
     b = accept_intake(
         parse_payload(
@@ -128,7 +128,7 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         ),
         ctx=ctx,
         now=get_clock().now(),
-        emit=emit_prefect_event,
+        send=send_outbox_events,
     )
     say(f"[demo] opened {a.ticket_id} (phone, class A) and {b.ticket_id} (online, class B)")
     _do(
@@ -145,7 +145,13 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
     )
     _do(a.ticket_id, "answer", {"answered_from_knowledge_base": True, "answer": "KB-17"}, say)
     _do(a.ticket_id, "solved", {"resolution": "reset explained", "root_cause": "usage"}, say)
-    _do(a.ticket_id, "feedback", {"outcome": "rated", "satisfaction": 9}, say)
+    _do(a.ticket_id, "report", {"agent": "小周", "via": "phone"}, say)
+    _do(
+        a.ticket_id,
+        "feedback",
+        {"outcome": "rated", "attitude": 5, "efficiency": 4, "effectiveness": 5},
+        say,
+    )
     _do(b.ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "hardware"}, say)
     say(
         f"[demo] the engineer of {b.ticket_id} is late on purpose: watch REM-1 and the REP-2 "
@@ -177,4 +183,8 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         },
         say,
     )
-    say("[demo] done: both tickets completed; see the clocks artifacts in the Prefect UI")
+    _do(b.ticket_id, "step-in", {"by": "组长-周", "action": "engineer chased; customer told"}, say)
+    say(
+        "[demo] done: both tickets completed and the escalation stepped in; see the clocks "
+        "artifacts and the sla-board in the Prefect UI"
+    )

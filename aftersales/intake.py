@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aftersales import steps
-from aftersales.sla import ClockContext
+from aftersales.sla import Deadlines
 from models.db import session_scope
 from models.entities import Channel, Customer, Priority, Sop, TicketCreate
 from models.repository import create_ticket
@@ -122,7 +122,7 @@ class IntakeResult(BaseModel):
 def accept_intake(
     payload: IntakePayload,
     *,
-    ctx: ClockContext,
+    ctx: Deadlines,
     now: datetime,
     send: Callable[..., int] | None = None,
 ) -> IntakeResult:
@@ -156,7 +156,7 @@ def accept_intake(
             ),
         )
         if created:
-            steps.complete(s, clocks=ctx, sop=steps.TICKET_SOP, step="intake",
+            steps.complete(s, deadlines=ctx, sop=steps.TICKET_SOP, step="intake",
                            ticket_id=ticket.id, now=received, actor=str(payload.channel))  # fmt: skip
             steps.queue_start(s, sop=str(sop), ticket=ticket, now=now)
         tid = ticket.id

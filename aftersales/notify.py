@@ -361,6 +361,15 @@ def _attempt(target: apprise.Apprise, message: RenderedMessage) -> str | None:
     return mask_text(reason)
 
 
+def with_timeouts(url: str, seconds: float) -> str:
+    """The Apprise URL with its connect and read timeouts stated (``cto``/``rto``),
+    unless the operator's URL states its own."""
+    if "cto=" in url or "rto=" in url:
+        return url
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}cto={seconds:g}&rto={seconds:g}"
+
+
 class Notifier:
     """Sends rendered messages to the Apprise URLs configured for a role."""
 
@@ -371,6 +380,7 @@ class Notifier:
         max_attempts: int = 5,
         backoff_seconds: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        timeout_seconds: float = 4.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
@@ -384,6 +394,7 @@ class Notifier:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
+        self.timeout_seconds = timeout_seconds
 
     @classmethod
     def from_settings(
@@ -400,6 +411,7 @@ class Notifier:
             max_attempts=settings.notify_max_attempts,
             backoff_seconds=settings.notify_backoff_seconds,
             sleep=sleep,
+            timeout_seconds=settings.notify_timeout_seconds,
         )
 
     def backoff(self, attempt: int) -> float:
@@ -413,7 +425,7 @@ class Notifier:
         targets: list[apprise.Apprise] = []
         for index, url in enumerate(urls, start=1):
             target = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
-            if not target.add(url.strip()):
+            if not target.add(with_timeouts(url.strip(), self.timeout_seconds)):
                 # Never echo the URL: it may carry a token or password.
                 raise DeliveryError(
                     role,

@@ -310,9 +310,12 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
                         f"profile may change only {', '.join(OVERRIDABLE[1:])}"
                     )
             merged_rules[rid] = {**merged_rules[rid], **raw}
+        # a what-if profile (aftersales replay) may drop a rule: that clock is not armed
+        for rid in data.get("remove", []) or []:
+            merged_rules.pop(rid, None)
         data = {
             **base,
-            **{k: v for k, v in data.items() if k not in ("rules", "extends")},
+            **{k: v for k, v in data.items() if k not in ("rules", "extends", "remove")},
             "rules": merged_rules,
             "targets": {**base.get("targets", {}), **data.get("targets", {})},
             "reminders": {**base.get("reminders", {}), **data.get("reminders", {})},

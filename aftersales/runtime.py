@@ -1,5 +1,6 @@
-"""Wiring shared by the CLI, the HTTP endpoint, the clock service and the flows:
-the clock context from settings, the Prefect event emitter, the resume callback.
+"""Wiring shared by the CLI, the HTTP endpoint, the SLA service and the flows: the
+clock context from settings, the delivery of stored Prefect events (one events client
+per batch, with a timeout), run tags, the resume callback, and the SLA service.
 Built lazily; importing this module connects to nothing."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aftersales.calendar import WorkCalendar
 from aftersales.clock import Clock, get_clock
 from aftersales.policy import get_profile
 from aftersales.settings import get_settings
-from aftersales.sla import ClockContext, deliver_outbox, fire_due, next_wakeup
+from aftersales.sla import Deadlines, deliver_outbox, fire_due, next_wakeup
 from models.db import session_scope
 
 log = logging.getLogger("aftersales.runtime")
@@ -27,10 +28,10 @@ def _calendar(tz: str, hours: str, unknown: str, files: tuple[str, ...]) -> Work
     return WorkCalendar.from_settings(get_settings())
 
 
-def clock_context(profile: str | None = None) -> ClockContext:
+def deadlines(profile: str | None = None) -> Deadlines:
     s = get_settings()
     name = profile or (str(s.policy_file) if s.policy_file else s.policy_profile)
-    return ClockContext(
+    return Deadlines(
         profile=get_profile(name),
         calendar=_calendar(
             s.timezone,
@@ -40,53 +41,6 @@ def clock_context(profile: str | None = None) -> ClockContext:
         ),
         time_scale=s.time_scale,
     )
-
-
-def emit_prefect_event(
-    event: str,
-    ticket_id: str,
-    payload: dict[str, Any],
-    related: list[dict[str, str]] | None = None,
-) -> None:
-    """Send one event to the Prefect server and wait until it is accepted."""
-    from prefect.events import Event
-    from prefect.events.clients import get_events_client
-
-    ev = Event(
-        event=event,
-        resource={
-            "prefect.resource.id": f"aftersales.ticket.{ticket_id}",
-            "prefect.resource.name": ticket_id,
-            "aftersales.sop": str(payload.get("sop", "")),
-            "aftersales.channel": str(payload.get("channel", "")),
-        },
-        payload=payload,
-        related=related or [],
-    )
-
-    async def _send() -> None:
-        async with get_events_client() as client:
-            await client.emit(ev)
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(_send())
-        return
-    # called from inside an event loop (the HTTP endpoint): run in a helper thread
-    err: list[BaseException] = []
-
-    def runner() -> None:
-        try:
-            asyncio.run(_send())
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            err.append(exc)
-
-    t = threading.Thread(target=runner)
-    t.start()
-    t.join()
-    if err:
-        raise err[0]
 
 
 async def _emit_all(events: list[Any], timeout: float) -> int:
@@ -222,7 +176,7 @@ def resume_prefect_run(flow_run_id: str, run_input: dict[str, Any]) -> None:
     resume_flow_run(UUID(flow_run_id), run_input=run_input)
 
 
-class ClockService:
+class SlaService:
     """The long-lived SLA clock: fires due clocks and delivers the notification outbox.
     It sleeps until the next due moment (or the poll interval), so its work per wake-up
     is the due clocks only."""
@@ -232,7 +186,7 @@ class ClockService:
         *,
         clock: Clock | None = None,
         notifier: Any | None = None,
-        ctx: ClockContext | None = None,
+        ctx: Deadlines | None = None,
         on_resume: Any = resume_prefect_run,
         send_events: bool = True,
     ) -> None:
@@ -240,7 +194,7 @@ class ClockService:
 
         s = get_settings()
         self.clock = clock or get_clock()
-        self.ctx = ctx or clock_context()
+        self.ctx = ctx or deadlines()
         self.notifier = notifier or Notifier.from_settings(s)
         self.on_resume = on_resume
         self.poll = s.clock_poll_seconds

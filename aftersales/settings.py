@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     notify_customer: str = ""
     notify_max_attempts: int = 5
     notify_backoff_seconds: float = 2.0
+    # Apprise connect and read timeout of one delivery (cto/rto on the URL)
+    notify_timeout_seconds: float = 4.0
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
     clock_poll_seconds: float = 1.0

@@ -2,7 +2,7 @@
 
 Deadlines live in the database (``sla_clock``), not in any process: a flow arms
 a clock and goes on (or suspends, holding no process); the long-lived clock
-service (``ClockService``) wakes for the clocks whose ``next_fire_at`` has
+service (``SlaService``) wakes for the clocks whose ``next_fire_at`` has
 come, sends the REM-1 reminder before a breach and, at the breach, records the
 escalation (ESC-*) and notifies the next level. A breach never fails the SOP
 run. Clocks can be paused and resumed keeping the remaining time, and they
@@ -43,8 +43,11 @@ ResumeCallback = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
-class ClockContext:
-    """What arming and firing need besides the session: the profile, the calendar, the time scale."""
+class Deadlines:
+    """How deadlines are computed: the policy profile, the working-time calendar and the
+    (demo) time scale. One name for one thing: a *clock* is an armed deadline
+    (``sla_clock``); the *SLA service* fires clocks; the time source is
+    ``aftersales.clock.Clock``; this is what turns a rule and a start into a due time."""
 
     profile: Profile
     calendar: WorkCalendar
@@ -65,7 +68,7 @@ class ClockContext:
 def arm(
     session: Session,
     *,
-    ctx: ClockContext,
+    ctx: Deadlines,
     ticket_id: str,
     rule_id: str,
     start: datetime,
@@ -206,7 +209,7 @@ def first_response_due(session: Session, *, ticket_id: str) -> datetime | None:
 def pause(
     session: Session,
     *,
-    ctx: ClockContext,
+    ctx: Deadlines,
     ticket_id: str,
     at: datetime,
     rule_ids: Iterable[str] | None = None,
@@ -241,7 +244,7 @@ def pause(
 def resume(
     session: Session,
     *,
-    ctx: ClockContext,
+    ctx: Deadlines,
     ticket_id: str,
     at: datetime,
     rule_ids: Iterable[str] | None = None,
@@ -370,7 +373,7 @@ class FireReport:
 def fire_due(
     session: Session,
     *,
-    ctx: ClockContext,
+    ctx: Deadlines,
     now: datetime,
     batch: int = 500,
     on_resume: ResumeCallback | None = None,
@@ -412,23 +415,31 @@ def fire_due(
     return report
 
 
+def _sla_event(
+    session: Session, c: SlaClock, what: str, base: dict[str, Any], now: datetime
+) -> None:
+    """``aftersales.sla.reminded|breached`` for the UI's event feed and a user's own
+    automations; the ticket's runs are re-tagged ``sla:at-risk`` / ``sla:breached``."""
+    from aftersales.steps import queue_event
+
+    queue_event(
+        session,
+        event=f"aftersales.sla.{what}",
+        ticket_id=c.ticket_id,
+        payload={"ticket_id": c.ticket_id, "rule_id": c.rule_id, "due": base.get("due")},
+        now=now,
+        tag="sla:at-risk" if what == "reminded" else "sla:breached",
+    )
+
+
 def _remind(
     session: Session, c: SlaClock, rule: Rule | None, base: dict[str, Any], now: datetime
 ) -> None:
     """REM-1: remind the owner and the supervisor before the breach."""
-    from aftersales.steps import queue_event
-
     c.state = ClockState.REMINDED
     c.reminded_at = now
     c.next_fire_at = c.due_at
-    queue_event(
-        session,
-        event="aftersales.sla.reminded",
-        ticket_id=c.ticket_id,
-        payload={"ticket_id": c.ticket_id, "rule_id": c.rule_id, "due": base.get("due")},
-        now=now,
-        tag="sla:at-risk",
-    )
+    _sla_event(session, c, "reminded", base, now)
     for role in rule.remind_to if rule else ("handler", "supervisor"):
         enqueue_notification(
             session,
@@ -443,7 +454,7 @@ def _remind(
 
 def _repeat(
     session: Session,
-    ctx: ClockContext,
+    ctx: Deadlines,
     c: SlaClock,
     rule: Rule | None,
     base: dict[str, Any],
@@ -472,7 +483,7 @@ def _repeat(
 
 def _breach(
     session: Session,
-    ctx: ClockContext,
+    ctx: Deadlines,
     c: SlaClock,
     rule: Rule | None,
     base: dict[str, Any],
@@ -483,7 +494,7 @@ def _breach(
     """The deadline passed unmet: record it, then escalate (an escalation process of its
     own, one level up for an escalation's own clock), notify, or resume the waiting run;
     the SOP run goes on."""
-    from aftersales.steps import open_escalation, queue_event
+    from aftersales.steps import open_escalation
 
     c.state = ClockState.BREACHED
     c.breached_at = now
@@ -494,21 +505,14 @@ def _breach(
         f"{c.rule_id} breached: '{rule.note or rule.id if rule else 'deadline'}' not done by "
         f"{base.get('due')} ({late_min} min late when detected)"
     )
-    queue_event(
-        session,
-        event="aftersales.sla.breached",
-        ticket_id=c.ticket_id,
-        payload={"ticket_id": c.ticket_id, "rule_id": c.rule_id, "due": base.get("due")},
-        now=now,
-        tag="sla:breached",
-    )
+    _sla_event(session, c, "breached", base, now)
     resumed = False
     if action == "escalate" and rule is not None and ticket is not None:
         parent = session.get(Escalation, c.instance) if c.instance else None
         session.flush()
         open_escalation(
             session,
-            clocks=ctx,
+            deadlines=ctx,
             ticket=ticket,
             rule=rule,
             reason=reason,

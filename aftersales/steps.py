@@ -44,7 +44,7 @@ from aftersales.policy import Condition, Profile, Rule
 from aftersales.settings import ROLES
 
 if TYPE_CHECKING:
-    from aftersales.sla import ClockContext
+    from aftersales.sla import Deadlines
     from models.entities import Escalation, Ticket
 
 log = logging.getLogger("aftersales.steps")
@@ -93,7 +93,7 @@ class StepContext:
     ticket: Ticket
     form: Form | None
     now: datetime
-    clocks: ClockContext
+    deadlines: Deadlines
     escalation: Escalation | None = None
     actor: str = ""
 
@@ -183,36 +183,37 @@ TICKET = SopSpec(
     ),
 )
 
-# Declared for their clauses (CMP-*, CB-*); their flows are separate issues. A clock
-# they would stop is not armed until they run (check_profile / arm_started).
-COMPLAINT = SopSpec(
-    name="complaint",
-    title="complaint investigation (not deployed yet)",
-    runnable=False,
-    steps=tuple(
-        Step(id=s, role=r, summary=t)
-        for s, r, t in (
-            ("accept", "handler", "CMP-1: record (表4) within 10 min"),
-            ("investigate", "handler", "CMP-2: investigation started within 1 h"),
-            ("verify", "tech_support", "CMP-2: cross-department verification"),
-            ("resolve", "handler", "CMP-3: the solution"),
-            ("approve", "supervisor", "CMP-3: after-sales supervisor approval"),
-            ("inform", "handler", "CMP-3: result sent to the customer"),
-            ("close", "handler", "CMP-4: accepted; implementation tracked"),
-        )
+
+def _declared(name: str, title: str, rows: tuple[tuple[str, str, str], ...]) -> SopSpec:
+    """An SOP declared for its clauses (step id, role, summary), with no flow deployed yet."""
+    return SopSpec(
+        name=name,
+        title=f"{title} (not deployed yet)",
+        runnable=False,
+        steps=tuple(Step(id=s, role=r, summary=t) for s, r, t in rows),
+    )
+
+
+COMPLAINT = _declared(
+    "complaint",
+    "complaint investigation",
+    (
+        ("accept", "handler", "CMP-1: record (表4) within 10 min"),
+        ("investigate", "handler", "CMP-2: investigation started within 1 h"),
+        ("verify", "tech_support", "CMP-2: cross-department verification"),
+        ("resolve", "handler", "CMP-3: the solution"),
+        ("approve", "supervisor", "CMP-3: after-sales supervisor approval"),
+        ("inform", "handler", "CMP-3: result sent to the customer"),
+        ("close", "handler", "CMP-4: accepted; implementation tracked"),
     ),
 )
-CALLBACK = SopSpec(
-    name="callback",
-    title="callback plan (not deployed yet)",
-    runnable=False,
-    steps=tuple(
-        Step(id=s, role=r, summary=t)
-        for s, r, t in (
-            ("plan", "handler", "CB-1: the month's callback plan"),
-            ("call", "handler", "CB-2/CB-3: callback made and result recorded"),
-            ("second-call", "handler", "CB-2: VIP second callback"),
-        )
+CALLBACK = _declared(
+    "callback",
+    "callback plan",
+    (
+        ("plan", "handler", "CB-1: the month's callback plan"),
+        ("call", "handler", "CB-2/CB-3: callback made and result recorded"),
+        ("second-call", "handler", "CB-2: VIP second callback"),
     ),
 )
 
@@ -449,7 +450,7 @@ def _clamp(at: datetime | None, *, now: datetime, floor: datetime) -> datetime:
 def complete(
     session: Session,
     *,
-    clocks: ClockContext,
+    deadlines: Deadlines,
     sop: str,
     step: str,
     ticket_id: str,
@@ -486,13 +487,13 @@ def complete(
         raise StepError(f"step {ref_of(sop, step)}: form {'missing' if form is None else 'given'}")
     ticket = get_ticket(session, ticket_id=ticket_id)
     escalation = session.get(Escalation, escalation_id) if escalation_id else None
-    sc = StepContext(session, ticket, form, now, clocks, escalation, actor)
+    sc = StepContext(session, ticket, form, now, deadlines, escalation, actor)
     outcome = st.apply(sc) if st.apply else StepOutcome()
     if not outcome.done:
         return StepResult(sop, step, key, ticket_id, done=False, reason=outcome.reason, form=form)
     at = _clamp(outcome.at, now=now, floor=ticket.created_at)
     ref = ref_of(sop, step)
-    profile = clocks.profile
+    profile = deadlines.profile
     values = {  # the ticket's facts win over a form field of the same name ("auto" grade)
         **(form.model_dump() if form else {}),
         **facts_for(session, ticket=ticket, profile=profile, escalation=escalation).model_dump(),
@@ -511,7 +512,7 @@ def complete(
         ticket.closed_at = ticket.closed_at or now
         session.add(ticket)
     armed = [] if closed else arm_started(
-        session, clocks=clocks, ticket=ticket, ref=ref, values=values, at=at,
+        session, deadlines=deadlines, ticket=ticket, ref=ref, values=values, at=at,
         instance=instance, flow_run_id=flow_run_id,
     )  # fmt: skip
     same_step = [r for r in armed if ref in profile.rule(r).stops]  # INQ-SYNC: met at intake
@@ -521,10 +522,10 @@ def complete(
     pausable = [r.id for r in profile.rules.values() if r.pausable]
     paused = bool(st.pause_when) and matches(st.pause_when, values)
     if paused:
-        sla.pause(session, ctx=clocks, ticket_id=ticket_id, at=now, rule_ids=pausable)
+        sla.pause(session, ctx=deadlines, ticket_id=ticket_id, at=now, rule_ids=pausable)
     resumed = bool(st.resume_when) and matches(st.resume_when, values)
     if resumed:
-        sla.resume(session, ctx=clocks, ticket_id=ticket_id, at=now, rule_ids=pausable)
+        sla.resume(session, ctx=deadlines, ticket_id=ticket_id, at=now, rule_ids=pausable)
     _send_messages(session, st=st, sop=sop, key=key, ticket=ticket, escalation=escalation,
                    values=values, form=form, now=now, instance=instance)  # fmt: skip
     opened = []
@@ -539,7 +540,7 @@ def complete(
                 if already is None:
                     esc = open_escalation(
                         session,
-                        clocks=clocks,
+                        deadlines=deadlines,
                         ticket=ticket,
                         rule=rule,
                         reason=f"{rule.id}: {rule.note or rule.id} (at {ref})",
@@ -588,7 +589,7 @@ def complete(
 def arm_started(
     session: Session,
     *,
-    clocks: ClockContext,
+    deadlines: Deadlines,
     ticket: Ticket,
     ref: str,
     values: Mapping[str, Any],
@@ -599,7 +600,7 @@ def arm_started(
     """Arm the clocks ``ref`` starts whose condition holds; the first-response anchor last."""
     from aftersales import sla
 
-    profile = clocks.profile
+    profile = deadlines.profile
     rules = [r for r in profile.started_by(ref) if r.arms_clock and matches(r.when, values)]
     rules.sort(key=lambda r: r.anchor == "first-response-due")
     armed = []
@@ -620,7 +621,7 @@ def arm_started(
             sla.cancel(session, ticket_id=ticket.id, at=at, rule_ids=others, instance=instance)
         sla.arm(
             session,
-            ctx=clocks,
+            ctx=deadlines,
             ticket_id=ticket.id,
             rule_id=rule.id,
             start=start,
@@ -774,7 +775,7 @@ def next_level(role: str) -> str:
 def open_escalation(
     session: Session,
     *,
-    clocks: ClockContext,
+    deadlines: Deadlines,
     ticket: Ticket,
     rule: Rule,
     reason: str,
@@ -837,7 +838,7 @@ def open_escalation(
     if holder is None:
         complete(
             session,
-            clocks=clocks,
+            deadlines=deadlines,
             sop="escalation",
             step="opened",
             ticket_id=ticket.id,
@@ -850,11 +851,19 @@ def open_escalation(
             sop="escalation",
             ticket=ticket,
             now=now,
-            from_flow_run=flow_run_id,
+            from_flow_run=flow_run_id or _ticket_run(session, ticket),
             extra={"escalation_id": esc.id, "level": rule.level, "to": role},
         )
     log.warning("%s escalated (%s) to %s: %s", ticket.id, rule.level, role, reason)
     return esc
+
+
+def _ticket_run(session: Session, ticket: Ticket) -> str | None:
+    """The ticket's current SOP run: an escalation's run is related to it in the UI."""
+    from models.repository import get_sop_run
+
+    run = get_sop_run(session, ticket_id=ticket.id, sop=ticket.sop)
+    return run.flow_run_id if run else None
 
 
 def escalation_steps(level: str) -> list[str]:

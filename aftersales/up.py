@@ -100,7 +100,7 @@ def run_up(demo: bool, port: int) -> None:
 
     from aftersales.api import create_app
     from aftersales.demo import run_demo_script, seed_reference_data
-    from aftersales.runtime import ClockService
+    from aftersales.runtime import SlaService
     from aftersales.settings import get_settings
     from deployments.serve import serve_all
     from models.db import init_db
@@ -108,7 +108,7 @@ def run_up(demo: bool, port: int) -> None:
     s = get_settings()
     init_db()
     seed_reference_data()
-    ClockService().start_thread()
+    SlaService().start_thread()
     config = uvicorn.Config(
         create_app(), host=s.intake_host, port=s.intake_port, log_level="warning"
     )

@@ -6,9 +6,9 @@
     a1 through the inquiry flow (event -> automation -> runner -> receive_inquiry queues
     INQ-SYNC -> clock service delivers), a2 for the repair_request queued inside the intake
     transaction itself (isolates the clock service's outbox latency).
-(b) intake throughput (accept_intake + emit_prefect_event) vs raw
+(b) intake throughput (accept_intake + send_outbox_events) vs raw
     create_flow_run_from_deployment on the same Prefect server, interleaved blocks.
-(c) reminder / breach lateness with N armed clocks due over ~60 s (ClockService in its own
+(c) reminder / breach lateness with N armed clocks due over ~60 s (SlaService in its own
     process, SystemClock, poll 0.2 s, notifications to an HttpSink).
 (d) RSS of the clock service, the runner (python -m deployments.serve) and the intake API
     (uvicorn) with 100 and with a large number of tickets waiting on humans
@@ -184,10 +184,10 @@ def clear_engine_cache() -> None:
 
 # ===================================================================== clock-service child
 def clock_service_main(poll: float) -> None:
-    """Entry of the clock-service subprocess: the real ClockService, real SystemClock."""
-    from aftersales.runtime import ClockService
+    """Entry of the clock-service subprocess: the real SlaService, real SystemClock."""
+    from aftersales.runtime import SlaService
 
-    svc = ClockService()
+    svc = SlaService()
     svc.poll = poll
     signal.signal(signal.SIGTERM, lambda *_: svc.stop())
     signal.signal(signal.SIGINT, lambda *_: svc.stop())
@@ -345,10 +345,10 @@ class Worker:
         from datetime import UTC, datetime
 
         from aftersales.intake import accept_intake, parse_payload
-        from aftersales.runtime import clock_context
+        from aftersales.runtime import deadlines
 
         now = datetime.now(UTC)
-        res = accept_intake(parse_payload(data), ctx=clock_context(), now=now, emit=emit)
+        res = accept_intake(parse_payload(data), ctx=deadlines(), now=now, send=emit)
         return res.ticket_id, now.timestamp()
 
     def paced_intakes(
@@ -394,7 +394,7 @@ class Worker:
 
     # ================================================================ (a)
     def phase_a(self) -> None:
-        from aftersales.runtime import emit_prefect_event
+        from aftersales.runtime import send_outbox_events
         from aftersales.settings import reset_settings
 
         a = self.args
@@ -417,7 +417,7 @@ class Worker:
             channel="online",
             sop="inquiry",
             prefix=f"a1-{uuid.uuid4().hex[:6]}",
-            emit=emit_prefect_event,
+            emit=send_outbox_events,
         )
         tickets: dict[str, float] = run["tickets"]
         log(
@@ -472,7 +472,7 @@ class Worker:
             channel="phone",
             sop="repair",
             prefix=f"a2-{uuid.uuid4().hex[:6]}",
-            emit=emit_prefect_event,
+            emit=send_outbox_events,
         )
         t2: dict[str, float] = run2["tickets"]
 
@@ -589,7 +589,7 @@ class Worker:
         until the server's automation has created every triggered flow run."""
         from prefect.client.orchestration import get_client
 
-        from aftersales.runtime import emit_prefect_event
+        from aftersales.runtime import send_outbox_events
 
         n = self.args.n
         if not self.served:
@@ -642,7 +642,7 @@ class Worker:
                 t0 = time.perf_counter()
                 for j in range(k):
                     self.intake(
-                        self.payload("online", f"b-{tag}-{done['intake'] + j}"), emit_prefect_event
+                        self.payload("online", f"b-{tag}-{done['intake'] + j}"), send_outbox_events
                     )
                 t["calls"] += time.perf_counter() - t0
                 done["intake"] += k
@@ -653,7 +653,7 @@ class Worker:
                 t["e2e"] += time.perf_counter() - t0
 
             # warm-up both paths (imports, connections)
-            self.intake(self.payload("online", f"b-warm-{tag}"), emit_prefect_event)
+            self.intake(self.payload("online", f"b-warm-{tag}"), send_outbox_events)
             client.create_flow_run_from_deployment(dep.id, parameters={"ticket_id": "warm"})
             half = n // 2
             quiet()
@@ -690,7 +690,7 @@ class Worker:
         from sqlmodel import select
 
         from aftersales import sla
-        from aftersales.runtime import clock_context
+        from aftersales.runtime import deadlines
         from aftersales.settings import reset_settings
         from models.db import session_scope
         from models.entities import Channel, ClockState, Priority, SlaClock, Sop, SopRun, Ticket
@@ -706,7 +706,7 @@ class Worker:
         reset_settings()
         self.new_project_db("c")
         sink = self.new_sink()
-        ctx = clock_context()
+        ctx = deadlines()
         rule = "REP-2:same-city"
         log(
             f"(c) creating {N} tickets, arming {N} x {rule} (40 s, REM-1 15 s before) due over {spread}s"

@@ -27,7 +27,7 @@ from aftersales import steps
 from aftersales.clock import get_clock
 from aftersales.forms import Form
 from aftersales.privacy import install_log_masking
-from aftersales.runtime import clock_context, send_outbox_events, tag_run
+from aftersales.runtime import deadlines, send_outbox_events, tag_run
 from aftersales.settings import get_settings
 from models.db import session_scope
 from models.entities import ACTIVE_CLOCK_STATES, Escalation, Sop
@@ -126,7 +126,7 @@ def complete_step(
     with session_scope() as s:
         result = steps.complete(
             s,
-            clocks=clock_context(),
+            deadlines=deadlines(),
             sop=sop,
             step=step,
             key=key,
@@ -150,9 +150,9 @@ def complete_step(
 
 def describe(sop: str, step: steps.Step, ticket_id: str, reason: str = "") -> str:
     """The markdown above the Resume form: ticket, step, what is asked, who, by when."""
-    tz = clock_context().calendar.tz
+    tz = deadlines().calendar.tz
     ref = steps.ref_of(sop, step.id)
-    stops = {r.id for r in clock_context().profile.stopped_by(ref)}
+    stops = {r.id for r in deadlines().profile.stopped_by(ref)}
     with session_scope() as s:
         t = get_ticket(s, ticket_id=ticket_id)
         dues = [
@@ -218,14 +218,14 @@ class SopRun:
 
     def armed_for(self, step: str, result: steps.StepResult) -> bool:
         """Did ``result``'s step arm a clock that ``step`` stops (the step is due)?"""
-        stops = {r.id for r in clock_context().profile.stopped_by(steps.ref_of(self.sop, step))}
+        stops = {r.id for r in deadlines().profile.stopped_by(steps.ref_of(self.sop, step))}
         return bool(stops & set(result.armed))
 
 
 @task(cache_policy=NO_CACHE, timeout_seconds=get_settings().prefect_call_timeout_seconds * 3)
 def publish_clocks(ticket_id: str) -> None:
     """The ticket's clocks as a table artifact in the Prefect UI (rule, state, due, owner)."""
-    tz = clock_context().calendar.tz
+    tz = deadlines().calendar.tz
 
     def fmt(t: Any) -> str:
         return t.astimezone(tz).isoformat(timespec="seconds") if t else ""

@@ -160,7 +160,7 @@ class Stack:
 def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack]:
     """The SOP deployments served by a real Prefect runner subprocess (as ``aftersales serve``),
     the SLA clock service in a thread, notifications to a real HTTP sink; one per backend."""
-    from aftersales.runtime import ClockService
+    from aftersales.runtime import SlaService
     from aftersales.settings import reset_settings
     from tests.sink import HttpSink
 
@@ -197,7 +197,7 @@ def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack
         [sys.executable, "-m", "deployments.serve"], cwd=ROOT, env=env, stdout=log, stderr=log
     )
     _wait_for_deployments(prefect_server, proc, log_path)
-    service = ClockService()
+    service = SlaService()
     service.poll = 0.2
     thread = service.start_thread()
     try:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from aftersales.cli import app
 from aftersales.erasure import ErasureError, erase_customer
 from aftersales.intake import accept_intake, parse_payload
-from aftersales.runtime import clock_context
+from aftersales.runtime import deadlines
 from models.db import session_scope
 from models.entities import Customer, CustomerCreate, Erasure
 from models.repository import get_ticket, notifications_for, upsert_customer
@@ -29,7 +29,7 @@ def open_ticket(key: str, **kw: object) -> str:
         "description": "call 13812345678, ID 110105199003071234",
         **kw,
     }
-    return accept_intake(parse_payload(payload), ctx=clock_context(), now=NOW).ticket_id
+    return accept_intake(parse_payload(payload), ctx=deadlines(), now=NOW).ticket_id
 
 
 def test_erasure_removes_personal_data_keeps_statistics_and_records_the_reason_PRIV_2(

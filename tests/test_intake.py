@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from aftersales.api import create_app
 from aftersales.cli import app as cli
 from aftersales.intake import IntakeError, accept_intake, parse_payload
-from aftersales.runtime import clock_context
+from aftersales.runtime import deadlines
 from models.db import session_scope
 from models.entities import SlaClock, Ticket
 from models.repository import clocks_for
@@ -93,7 +93,7 @@ def test_first_clocks_by_channel_and_grade_INQ_1_INQ_CH_PRI_ESC(
 ) -> None:
     """Exactly the clocks the policy starts at intake, and nothing nobody can stop:
     ESC-NORMAL counts from the first-response deadline; INQ-SYNC is met at once."""
-    r = accept_intake(parse_payload({**GOOD, **extra}), ctx=clock_context(), now=NOW)
+    r = accept_intake(parse_payload({**GOOD, **extra}), ctx=deadlines(), now=NOW)
     with session_scope() as s:
         clocks = {c.rule_id: c for c in clocks_for(s, ticket_id=r.ticket_id)}
     assert set(clocks) == rules | {"INQ-SYNC", "ESC-NORMAL"}
@@ -104,7 +104,7 @@ def test_first_clocks_by_channel_and_grade_INQ_1_INQ_CH_PRI_ESC(
 
 
 def test_same_intake_twice_is_one_ticket_REC_1(sqlite_db: str) -> None:
-    ctx = clock_context()
+    ctx = deadlines()
     a = accept_intake(parse_payload(GOOD), ctx=ctx, now=NOW)
     b = accept_intake(parse_payload(GOOD), ctx=ctx, now=NOW)
     assert a.created and not b.created and a.ticket_id == b.ticket_id
@@ -118,8 +118,8 @@ def test_same_intake_twice_is_one_ticket_REC_1(sqlite_db: str) -> None:
 
 def test_intake_without_source_id_is_deduplicated_by_content_and_time(sqlite_db: str) -> None:
     payload = {k: v for k, v in GOOD.items() if k != "intake_id"} | {"received_at": NOW.isoformat()}
-    a = accept_intake(parse_payload(payload), ctx=clock_context(), now=NOW)
-    b = accept_intake(parse_payload(payload), ctx=clock_context(), now=NOW)
+    a = accept_intake(parse_payload(payload), ctx=deadlines(), now=NOW)
+    b = accept_intake(parse_payload(payload), ctx=deadlines(), now=NOW)
     assert a.ticket_id == b.ticket_id and counts()[0] == 1
 
 
@@ -187,7 +187,7 @@ def test_ticket_endpoint_masks_personal_data_PRIV_1(sqlite_db: str) -> None:
 def test_repair_intake_arms_review_clock_and_notifies_dispatch_REP_1(sqlite_db: str) -> None:
     r = accept_intake(
         parse_payload({**GOOD, "intake_id": "chat-3", "sop": "repair"}),
-        ctx=clock_context(),
+        ctx=deadlines(),
         now=NOW,
     )
     assert r.event == "aftersales.repair.requested"
@@ -257,7 +257,7 @@ def test_public_social_complaint_is_copied_to_pr_and_urgent_INQ_CH_SOCIAL_ESC_UR
 
     r = accept_intake(
         parse_payload({**GOOD, "channel": "social", "intake_id": "weibo-1", "is_public": True}),
-        ctx=clock_context(),
+        ctx=deadlines(),
         now=NOW,
     )
     with session_scope() as s:

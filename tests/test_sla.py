@@ -22,8 +22,8 @@ T0 = datetime.fromisoformat(f"2026-11-23T10:00:00{SH}")  # a Monday
 
 
 @pytest.fixture
-def ctx() -> sla.ClockContext:
-    return sla.ClockContext(profile=load_profile("default"), calendar=WorkCalendar())
+def ctx() -> sla.Deadlines:
+    return sla.Deadlines(profile=load_profile("default"), calendar=WorkCalendar())
 
 
 def new_ticket(key: str, at: datetime = T0, **kw: Any) -> str:
@@ -44,7 +44,7 @@ def new_ticket(key: str, at: datetime = T0, **kw: Any) -> str:
         return t.id
 
 
-def fire(ctx: sla.ClockContext, now: datetime, on_resume: Any = None) -> sla.FireReport:
+def fire(ctx: sla.Deadlines, now: datetime, on_resume: Any = None) -> sla.FireReport:
     with session_scope() as s:
         return sla.fire_due(s, ctx=ctx, now=now, on_resume=on_resume)
 
@@ -55,7 +55,7 @@ def clock_of(ticket_id: str, rule_id: str):  # noqa: ANN201
 
 
 def test_same_city_dispatch_reminds_at_3h30_and_escalates_at_4h_REP_2_REM_1_ESC(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     tid = new_ticket("rep2-breach")
     with session_scope() as s:
@@ -89,14 +89,16 @@ def test_same_city_dispatch_reminds_at_3h30_and_escalates_at_4h_REP_2_REM_1_ESC(
     assert step_in.instance == esc[0].id and step_in.due_at == c.breached_at + timedelta(minutes=15)
     assert fire(ctx, T0 + timedelta(hours=5)).breached == [step_in.id]
     with session_scope() as s:
-        chain = [(e.rule_id, e.escalated_to, e.parent_id) for e in escalations_for(s, ticket_id=tid)]
+        chain = [
+            (e.rule_id, e.escalated_to, e.parent_id) for e in escalations_for(s, ticket_id=tid)
+        ]
     assert chain == [
         ("REP-2:same-city", "team_lead", None),
         ("ESC-NORMAL:within", "supervisor", esc[0].id),
     ]
 
 
-def test_met_clock_never_reminds_nor_breaches_REP_1(any_db: str, ctx: sla.ClockContext) -> None:
+def test_met_clock_never_reminds_nor_breaches_REP_1(any_db: str, ctx: sla.Deadlines) -> None:
     tid = new_ticket("rep1-met")
     with session_scope() as s:
         sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="REP-1", start=T0)
@@ -105,7 +107,7 @@ def test_met_clock_never_reminds_nor_breaches_REP_1(any_db: str, ctx: sla.ClockC
     assert clock_of(tid, "REP-1").state == ClockState.MET
 
 
-def test_arming_twice_is_one_clock(any_db: str, ctx: sla.ClockContext) -> None:
+def test_arming_twice_is_one_clock(any_db: str, ctx: sla.Deadlines) -> None:
     tid = new_ticket("arm-twice")
     with session_scope() as s:
         a = sla.arm(s, ctx=ctx, ticket_id=tid, rule_id="REP-1", start=T0)
@@ -115,7 +117,7 @@ def test_arming_twice_is_one_clock(any_db: str, ctx: sla.ClockContext) -> None:
 
 
 def test_pause_keeps_working_time_remaining_across_a_weekend_REP_3(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     """REP-3 progress every 2 working days: paused Friday 17:00 with 10 h left, resumed Monday."""
     thu = datetime.fromisoformat(f"2026-11-26T10:00:00{SH}")  # Thursday
@@ -136,7 +138,7 @@ def test_pause_keeps_working_time_remaining_across_a_weekend_REP_3(
 
 
 def test_pause_keeps_natural_time_remaining_of_a_target_but_never_pauses_a_hard_limit_PRI_ESC_TIMEOUT(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     """Waiting on the customer pauses targets, never a hard limit (spec, "Readings")."""
     tid = new_ticket("pause-natural")
@@ -155,7 +157,7 @@ def test_pause_keeps_natural_time_remaining_of_a_target_but_never_pauses_a_hard_
 
 
 def test_repeating_progress_report_fires_every_2_working_days_REP_3(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     tid = new_ticket("rep3-repeat")
     with session_scope() as s:
@@ -170,7 +172,7 @@ def test_repeating_progress_report_fires_every_2_working_days_REP_3(
 
 
 def test_email_close_after_3_days_resumes_the_waiting_run_INQ_CH_EMAIL(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     tid = new_ticket("email-close")
     with session_scope() as s:
@@ -189,7 +191,7 @@ def test_email_close_after_3_days_resumes_the_waiting_run_INQ_CH_EMAIL(
 
 
 def test_urgent_ticket_target_and_hard_limit_both_escalate_ESC_TIMEOUT_PRI_URGENT(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     tid = new_ticket("urgent-timeout")
     with session_scope() as s:
@@ -198,9 +200,7 @@ def test_urgent_ticket_target_and_hard_limit_both_escalate_ESC_TIMEOUT_PRI_URGEN
     fire(ctx, T0 + timedelta(hours=2, seconds=1))
     fire(ctx, T0 + timedelta(hours=12, seconds=1))
     with session_scope() as s:
-        esc = [
-            (e.rule_id, e.escalated_to, str(e.state)) for e in escalations_for(s, ticket_id=tid)
-        ]
+        esc = [(e.rule_id, e.escalated_to, str(e.state)) for e in escalations_for(s, ticket_id=tid)]
     # the 2 h target escalates to the CS manager (urgent: acknowledge in 10 min, plan in
     # 1 h); nobody acted, so its own clocks go one level up to the director, whose open
     # escalation the later plan breach and the 12 h hard limit join (no second process)
@@ -213,7 +213,7 @@ def test_urgent_ticket_target_and_hard_limit_both_escalate_ESC_TIMEOUT_PRI_URGEN
 
 
 def test_due_clocks_are_found_by_index_not_by_scanning_open_ones(
-    any_db: str, ctx: sla.ClockContext
+    any_db: str, ctx: sla.Deadlines
 ) -> None:
     from sqlalchemy import text
 
@@ -245,7 +245,7 @@ def test_due_clocks_are_found_by_index_not_by_scanning_open_ones(
 
 
 def test_outbox_retries_with_backoff_then_delivers_to_the_sink(
-    any_db: str, ctx: sla.ClockContext, sink: Any
+    any_db: str, ctx: sla.Deadlines, sink: Any
 ) -> None:
     tid = new_ticket("outbox-retry")
     notifier = Notifier({"team_lead": [sink.url("/team_lead")]}, max_attempts=5, backoff_seconds=2)
@@ -281,7 +281,7 @@ def test_outbox_retries_with_backoff_then_delivers_to_the_sink(
 
 
 def test_outbox_gives_up_after_max_attempts_and_records_failure(
-    any_db: str, ctx: sla.ClockContext, sink: Any
+    any_db: str, ctx: sla.Deadlines, sink: Any
 ) -> None:
     tid = new_ticket("outbox-fail")
     notifier = Notifier({"team_lead": [sink.url("/team_lead")]})
@@ -304,9 +304,7 @@ def test_outbox_gives_up_after_max_attempts_and_records_failure(
     assert n.status == NotificationStatus.FAILED and n.attempts == 3 and n.last_error
 
 
-def test_role_without_route_is_recorded_failed_not_dropped(
-    any_db: str, ctx: sla.ClockContext
-) -> None:
+def test_role_without_route_is_recorded_failed_not_dropped(any_db: str, ctx: sla.Deadlines) -> None:
     tid = new_ticket("no-route")
     with session_scope() as s:
         sla.enqueue_notification(

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from aftersales import forms, sla, steps
 from aftersales.intake import accept_intake, parse_payload
 from aftersales.policy import PolicyError, load_profile
-from aftersales.runtime import clock_context
+from aftersales.runtime import deadlines
 from models.db import session_scope
 from models.entities import ClockState, SlaClock
 from models.repository import clocks_for, escalations_for, get_ticket, notifications_for
@@ -106,14 +106,14 @@ def test_every_step_reference_of_every_rule_resolves_and_every_form_step_is_reac
 
 # ---------------------------------------------------------------- driving the steps
 @pytest.fixture
-def ctx(any_db: str) -> sla.ClockContext:
+def ctx(any_db: str) -> sla.Deadlines:
     from aftersales.demo import seed_reference_data
 
     seed_reference_data()
-    return clock_context("default")
+    return deadlines("default")
 
 
-def intake(ctx: sla.ClockContext, **extra: Any) -> str:
+def intake(ctx: sla.Deadlines, **extra: Any) -> str:
     payload = {
         "channel": "phone",
         "intake_id": f"call-{datetime.now().timestamp()}-{len(extra)}-{sorted(extra)}",
@@ -126,7 +126,7 @@ def intake(ctx: sla.ClockContext, **extra: Any) -> str:
 
 
 def do(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
     tid: str,
     sop: str,
     step: str,
@@ -137,7 +137,7 @@ def do(
 ) -> steps.StepResult:
     with session_scope() as s:
         return steps.complete(
-            s, clocks=ctx, sop=sop, step=step, ticket_id=tid, now=at, form=form, key=key,
+            s, deadlines=ctx, sop=sop, step=step, ticket_id=tid, now=at, form=form, key=key,
             escalation_id=escalation_id,
         )  # fmt: skip
 
@@ -153,13 +153,13 @@ def first_response(**extra: Any) -> forms.FirstResponse:
     )
 
 
-def fire(ctx: sla.ClockContext, at: datetime) -> sla.FireReport:
+def fire(ctx: sla.Deadlines, at: datetime) -> sla.FireReport:
     with session_scope() as s:
         return sla.fire_due(s, ctx=ctx, now=at)
 
 
 def test_ESC_NORMAL_fires_30_min_after_the_first_response_deadline_not_after_submission(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     tid = intake(ctx, channel="online")  # first response due T0 + 30 s
     esc_normal = clocks(tid)["ESC-NORMAL"]
@@ -181,7 +181,7 @@ def test_ESC_NORMAL_fires_30_min_after_the_first_response_deadline_not_after_sub
     assert clocks(tid)["ESC-NORMAL:within"].state == ClockState.MET
 
 
-def test_first_response_time_is_the_one_the_channel_reports_INQ_1(ctx: sla.ClockContext) -> None:
+def test_first_response_time_is_the_one_the_channel_reports_INQ_1(ctx: sla.Deadlines) -> None:
     tid = intake(ctx, channel="online")
     reported = T0 + timedelta(seconds=20)
     do(ctx, tid, "inquiry", "first-response", T0 + timedelta(minutes=3),
@@ -199,7 +199,7 @@ def test_first_response_time_is_the_one_the_channel_reports_INQ_1(ctx: sla.Clock
 
 
 def test_resolution_clocks_count_from_submission_and_re_arm_when_the_grade_changes_PRI(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     tid = intake(ctx)  # normal until classified
     assert clocks(tid)["PRI-NORMAL:resolution"].due_at == T0 + timedelta(hours=24)
@@ -216,7 +216,7 @@ def test_resolution_clocks_count_from_submission_and_re_arm_when_the_grade_chang
 
 
 def test_INQ_4_is_met_by_the_report_step_not_by_the_customers_answer(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     tid = intake(ctx)
     do(ctx, tid, "inquiry", "first-response", T0 + timedelta(minutes=1), first_response())
@@ -232,7 +232,7 @@ def test_INQ_4_is_met_by_the_report_step_not_by_the_customers_answer(
 
 
 def test_INQ_CH_PHONE_callback_is_met_by_the_specialists_callback_not_by_solving(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     tid = intake(ctx)
     r = do(ctx, tid, "inquiry", "first-response", T0 + timedelta(minutes=1),
@@ -245,7 +245,7 @@ def test_INQ_CH_PHONE_callback_is_met_by_the_specialists_callback_not_by_solving
 
 
 def test_a_walk_in_repair_without_a_city_must_get_one_at_review_REP_2(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     """No silent "same city": the review refuses until the service city is given."""
     tid = intake(ctx, sop="repair")  # no customer record: no city
@@ -264,7 +264,7 @@ def test_a_walk_in_repair_without_a_city_must_get_one_at_review_REP_2(
 
 
 def test_satisfaction_is_asked_1_to_5_on_three_dimensions_and_scored_0_to_10_CB_3_QA_1(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     with pytest.raises(ValidationError) as err:
         forms.Feedback(outcome="rated", attitude=5, efficiency=4)
@@ -285,7 +285,7 @@ def test_satisfaction_is_asked_1_to_5_on_three_dimensions_and_scored_0_to_10_CB_
 
 
 def test_a_diagnosis_over_1000_CNY_opens_an_important_escalation_to_the_CS_manager_ESC_IMPORTANT(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     tid = intake(ctx, sop="repair", customer_id="C-1001")
     do(ctx, tid, "repair", "register", T0)
@@ -326,7 +326,7 @@ def clocks_for_instance(tid: str, instance: int) -> list[SlaClock]:
 
 
 def test_beyond_my_authority_is_reported_to_the_supervisor_ESC_AUTHORITY(
-    ctx: sla.ClockContext,
+    ctx: sla.Deadlines,
 ) -> None:
     tid = intake(ctx)
     do(ctx, tid, "ticket", "beyond-authority", T0 + timedelta(minutes=10))
@@ -338,7 +338,7 @@ def test_beyond_my_authority_is_reported_to_the_supervisor_ESC_AUTHORITY(
     assert clocks_for_instance(tid, esc[0].id)[0].rule_id == "ESC-NORMAL:within"
 
 
-def test_a_step_recorded_once_is_not_applied_again(ctx: sla.ClockContext) -> None:
+def test_a_step_recorded_once_is_not_applied_again(ctx: sla.Deadlines) -> None:
     tid = intake(ctx)
     form = first_response()
     first = do(ctx, tid, "inquiry", "first-response", T0 + timedelta(minutes=1), form)

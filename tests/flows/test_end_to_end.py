@@ -216,6 +216,7 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     rr = flow_run(repair_run.flow_run_id)
     assert rr.name == f"repair-{ticket_id}"
     assert {"sop:repair", "priority:urgent", "channel:phone"} <= set(rr.tags)
+    assert "sla:breached" in rr.tags  # the REP-2 breach re-tagged the ticket's runs
 
     # the clocks in the database match the policy
     profile = load_profile(str(E2E_PROFILE))
