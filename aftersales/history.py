@@ -21,8 +21,10 @@ Import (``aftersales import FILE``)
   (``'X' repeats line M``) and skipped.
 * **Streaming**: the file is read in chunks (``AFTERSALES_IMPORT_CHUNK_ROWS``,
   default 50,000 rows), each validated with vectorised pandas and written with
-  one bulk statement (``executemany`` on SQLite; ``COPY`` into a temporary table
-  and one ``INSERT ... SELECT`` on PostgreSQL). Memory does not grow with the
+  one bulk statement (``executemany`` of ``INSERT OR IGNORE`` on SQLite; ``COPY``
+  on PostgreSQL, straight into the table, or, when the chunk holds ids already
+  stored, into a temporary table and one ``INSERT ... ON CONFLICT DO NOTHING``).
+  Memory does not grow with the
   file: nothing but the current chunk and the counters is kept (the listed row
   errors stop at ``AFTERSALES_IMPORT_MAX_ERRORS``; the counts stay exact).
 * The good rows are stored in **one** transaction: all of them or, on any error
@@ -170,6 +172,7 @@ class RawChunk:
 
     frame: pd.DataFrame
     done: int  # progress units done after this chunk (bytes or rows)
+    all_text: bool = False  # every cell is a str (CSV), no None/NaN/numbers/datetimes
 
 
 class Reader:
@@ -200,8 +203,8 @@ class CsvReader(Reader):
             try:
                 reader = pd.read_csv(
                     fh,
-                    dtype=str,
-                    keep_default_na=False,
+                    dtype=object,
+                    na_filter=False,
                     skip_blank_lines=False,
                     encoding="utf-8-sig",
                     chunksize=self.chunk_rows,
@@ -212,7 +215,7 @@ class CsvReader(Reader):
                     # the file line of each row: the header is line 1 (no multi-line cells)
                     raw.index = pd.RangeIndex(line, line + len(raw))
                     line += len(raw)
-                    yield RawChunk(raw, min(fh.tell(), self.total))
+                    yield RawChunk(raw, min(fh.tell(), self.total), all_text=True)
             except (OSError, ValueError, pd.errors.ParserError) as exc:
                 raise HistoryFileError(f"{self.path}: cannot read: {exc}") from exc
 
@@ -357,29 +360,6 @@ def _is_str_column(s: pd.Series) -> bool:
     )
 
 
-def _blank_mask(s: pd.Series) -> np.ndarray:
-    if _is_str_column(s):
-        return (s.isna() | s.str.strip().eq("")).to_numpy(dtype=bool)
-    return s.map(_blank).to_numpy(dtype=bool)
-
-
-def _objects(s: pd.Series, keep: Any) -> pd.Series:
-    """``s`` as an object Series with None (never NaN) where ``keep`` is false."""
-    arr = s.to_numpy(dtype=object, copy=True)
-    arr[~np.asarray(keep, dtype=bool)] = None
-    return pd.Series(arr, index=s.index, dtype=object)
-
-
-def _texts(s: pd.Series) -> pd.Series:
-    """Cells as stripped text (object), None for blank; numbers as written (1.0 -> '1')."""
-    if _is_str_column(s):
-        t = s.str.strip()
-        return _objects(t, (t.notna() & t.ne("")).to_numpy())
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    mapped = np.array([_text(u) for u in uniques] + [None], dtype=object)
-    return pd.Series(mapped[codes], index=s.index, dtype=object)
-
-
 def _micros_of_datetimes(d: pd.Series, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray]:
     """(µs, ok) of a datetime64 Series; naive values are local time ``tz``."""
     if d.dt.tz is None:
@@ -394,8 +374,10 @@ def _micros_of(t: datetime) -> int:
     return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def parse_instants(s: pd.Series, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray, dict[Any, str]]:
-    """A column of timestamps as (µs since the epoch UTC, present, {index: error}).
+def parse_instants(
+    s: pd.Series, tz: ZoneInfo, *, all_text: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[Any, str]]:
+    """A column of timestamps as (µs since the epoch UTC, present, blank, {index: error}).
 
     Strings go through ``pandas.to_datetime(format="ISO8601")`` (one call for the
     usual column of one format; naive and offset cells apart otherwise); a cell
@@ -408,18 +390,23 @@ def parse_instants(s: pd.Series, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray, 
     errors: dict[Any, str] = {}
     if pd.api.types.is_datetime64_any_dtype(s):
         vals, present = _micros_of_datetimes(s, tz)
-        return vals, present, errors
-    blank = _blank_mask(s)
+        return vals, present, ~present, errors
+    text_column = all_text or _is_str_column(s)
+    if text_column:
+        blank = (s.isna() | s.eq("")).to_numpy(dtype=bool)  # whitespace: see the loop below
+    else:
+        blank = s.map(_blank).to_numpy(dtype=bool)
     filled = np.flatnonzero(~blank)
-    if not len(filled):
-        return out, ok, errors
     done = np.zeros(n, dtype=bool)
-    if _is_str_column(s):
-        text = s.iloc[filled].str.strip()
+    if not len(filled):
+        return out, ok, blank, errors
+    if text_column:
+        text = s.iloc[filled]
         try:  # the usual export: one format, naive or one offset, every cell valid
             got, present = _micros_of_datetimes(pd.to_datetime(text, format="ISO8601"), tz)
             out[filled], ok[filled], done[filled] = got, present, present
         except (ValueError, TypeError, OverflowError):
+            text = text.str.strip()
             aware = (text.str.contains(_OFFSET) & (text.str.len() > 10)).to_numpy(dtype=bool)
             for group, utc in ((aware, True), (~aware, False)):
                 if not group.any():
@@ -440,10 +427,26 @@ def parse_instants(s: pd.Series, tz: ZoneInfo) -> tuple[np.ndarray, np.ndarray, 
         got1 = _parse_ts(s.iloc[i], tz)
         if isinstance(got1, str):
             errors[s.index[i]] = got1
-        elif got1 is not None:
+        elif got1 is None:
+            blank[i] = True  # only whitespace
+        else:
             out[i] = _micros_of(got1)
             ok[i] = True
-    return out, ok, errors
+    return out, ok, blank, errors
+
+
+def column_text(s: pd.Series, *, all_text: bool, few: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(stripped text or None, blank) of a column; ``few``: few distinct values, so the
+    work is done once per distinct value."""
+    if all_text and not few:
+        stripped = s.str.strip().to_numpy(dtype=object, copy=True)
+        blank = stripped == ""
+        stripped[blank] = None
+        return stripped, blank
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    table = np.array([*(_text(u) for u in uniques), None], dtype=object)
+    vals = table[codes]
+    return vals, np.equal(vals, None)
 
 
 # ------------------------------------------------------------------ chunk validation
@@ -501,15 +504,38 @@ class CheckedChunk:
         return len(self.lines)
 
 
-def check_chunk(raw: pd.DataFrame, source: dict[str, str], rules: Rules) -> CheckedChunk:
+#: columns with few distinct values in practice (validated once per value)
+FEW_VALUES = ("sop", "channel", "category", "priority", "satisfaction", "handler", "team")
+
+
+def check_chunk(
+    raw: pd.DataFrame, source: dict[str, str], rules: Rules, *, all_text: bool = False
+) -> CheckedChunk:
     """Validate one chunk with every rule that concerns one row at a time (repeated ids
-    are the business of :class:`Importer`, which sees the whole file)."""
+    are the business of :class:`Importer`, which sees the whole file). ``all_text``:
+    every cell is a str (CSV), which allows the quicker paths."""
     raw = raw[[source[c] for c in COLUMNS]]
     raw.columns = list(COLUMNS)
-    blank = {c: _blank_mask(raw[c]) for c in COLUMNS}
+    text: dict[str, np.ndarray] = {}
+    blank: dict[str, np.ndarray] = {}
+    instants: dict[str, tuple[np.ndarray, dict[Any, str]]] = {}
+    for col in COLUMNS:
+        s = raw[col]
+        cell_text = all_text
+        table = rules.mapping.values.get(col)
+        if table:
+            key = pd.Series(column_text(s, all_text=all_text, few=True)[0], index=s.index)
+            hit = key.isin(list(table)).to_numpy()
+            s = s.astype(object).where(~hit, key.map(table))
+            cell_text = False
+        if col in TIMESTAMPS:
+            vals, _, blank[col], errs = parse_instants(s, rules.tz, all_text=cell_text)
+            instants[col] = (vals, errs)
+        else:
+            text[col], blank[col] = column_text(s, all_text=cell_text, few=col in FEW_VALUES)
     rows = ~np.logical_and.reduce([blank[c] for c in COLUMNS])  # blank lines are not rows
-    raw = raw[rows]
-    blank = {c: v[rows] for c, v in blank.items()}
+    lines_all = raw.index.to_numpy(dtype=np.int64)
+    lines = lines_all[rows]
     errors: list[RowError] = []
     out: dict[str, Any] = {}
 
@@ -518,68 +544,55 @@ def check_chunk(raw: pd.DataFrame, source: dict[str, str], rules: Rules) -> Chec
     ) -> None:
         if not mask.any():
             return
-        lines = raw.index[mask]
         if isinstance(reason, str):
-            errors.extend(RowError(int(line), column, reason) for line in lines)
+            errors.extend(RowError(int(line), column, reason) for line in lines[mask])
             return
-        for line, v in zip(lines, np.asarray(values, dtype=object)[mask], strict=True):
+        for line, v in zip(lines[mask], np.asarray(values, dtype=object)[mask], strict=True):
             errors.append(RowError(int(line), column, reason(v)))
 
     for col in COLUMNS:
-        s = raw[col]
-        table = rules.mapping.values.get(col)
-        if table:
-            key = _texts(s).fillna("")
-            hit = key.isin(list(table))
-            s = s.astype(object).where(~hit, key.map(table))
         if col in TIMESTAMPS:
-            vals, _, errs = parse_instants(s, rules.tz)
+            vals, errs = instants[col]
             errors.extend(RowError(int(line), col, reason) for line, reason in errs.items())
-            out[col] = vals
-        elif col == "satisfaction":
-            txt = _texts(s)
-            num = pd.to_numeric(txt, errors="coerce").astype("float64").to_numpy()
-            not_num = txt.notna().to_numpy() & np.isnan(num)
-            bad(not_num, col, lambda v: f"{v!r} is not a number", txt.to_numpy())
+            out[col] = vals[rows]
+            continue
+        txt = text[col][rows]
+        present = ~blank[col][rows]
+        if col == "satisfaction":
+            num = pd.to_numeric(pd.Series(txt), errors="coerce").to_numpy(dtype="float64")
+            bad(present & np.isnan(num), col, lambda v: f"{v!r} is not a number", txt)
             hi = 5 if rules.scale == 5 else 10
             with np.errstate(invalid="ignore"):
                 out_of = ~np.isnan(num) & ((num < 0) | (num > hi))
             bad(out_of, col, lambda v, h=hi: f"{v:g} is outside 0-{h} (--scale {rules.scale})", num)
             num = np.where(out_of, np.nan, num)
             out[col] = num * 2.0 if rules.scale == 5 else num
-        else:
-            txt = _texts(s)
-            if col in ENUMS:
-                allowed = ENUMS[col]
-                low = txt.str.lower()
-                unknown = (low.notna() & ~low.isin(allowed)).to_numpy()
-                bad(
-                    unknown,
-                    col,
-                    lambda v, a=allowed: f"{v!r} is not one of {', '.join(a)}",
-                    txt.to_numpy(),
-                )
-                txt = _objects(low, low.notna().to_numpy())
-            limit = TEXT_LIMITS.get(col)
-            if limit:
-                long = (txt.notna() & (txt.str.len() > limit)).to_numpy()
-                bad(long, col, f"longer than {limit} characters")
-            out[col] = txt.to_numpy(dtype=object)
-        if col in REQUIRED:
-            bad(blank[col], col, "is required")
+            continue
+        if col in ENUMS:
+            allowed = ENUMS[col]
+            codes, uniques = pd.factorize(txt, use_na_sentinel=True)
+            low = np.array([*(u.lower() for u in uniques), None], dtype=object)
+            known = np.array([*(v in allowed for v in low[:-1]), True], dtype=bool)
+            bad(~known[codes], col, lambda v, a=allowed: f"{v!r} is not one of {', '.join(a)}", txt)
+            txt = low[codes]
+        limit = TEXT_LIMITS.get(col)
+        if limit:
+            lengths = pd.Series(txt, dtype=object).str.len().to_numpy(dtype="float64")
+            bad(present & (lengths > limit), col, f"longer than {limit} characters")
+        out[col] = txt
+    for col in REQUIRED:
+        bad(blank[col][rows], col, "is required")
 
     created = out["created_at"]
     for col in ("first_response_at", "resolved_at", "closed_at"):
         v = out[col]
         bad((v != NO_US) & (created != NO_US) & (v < created), col, "is before created_at")
 
-    lines = raw.index.to_numpy(dtype=np.int64)
     frame = pd.DataFrame(out)
     frame["line"] = lines
     bad_lines = np.isin(lines, [e.line for e in errors])
     good = _mask_free_text(frame[~bad_lines]).reset_index(drop=True)
-    ids = _texts(raw["ticket_id"]).to_numpy(dtype=object)
-    return CheckedChunk(good, errors, ids, lines)
+    return CheckedChunk(good, errors, text["ticket_id"][rows], lines)
 
 
 def _mask_free_text(df: pd.DataFrame) -> pd.DataFrame:
@@ -588,9 +601,10 @@ def _mask_free_text(df: pd.DataFrame) -> pd.DataFrame:
 
     df = df.copy()
     for col in MASKED:
-        codes, uniques = pd.factorize(df[col], use_na_sentinel=True)
-        masked = [mask_text(v) for v in uniques]
-        if any(a != b for a, b in zip(masked, uniques, strict=True)):
+        codes, uniques = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
+        values = uniques.tolist()
+        masked = [mask_text(v) for v in values]
+        if masked != values:
             table = np.array([*masked, None], dtype=object)
             df[col] = table[codes]
     return df
@@ -695,9 +709,24 @@ class DatabaseSink(Sink):
         return int(res.rowcount)
 
     def _copy(self, rows: pd.DataFrame, names: str) -> int:
-        """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING."""
+        """COPY straight into ``history_ticket`` (inside a savepoint); if an id is already
+        stored, COPY into a temporary table and ``INSERT ... ON CONFLICT DO NOTHING``."""
+        import psycopg
+
         raw = self.conn.connection.driver_connection
+        data = _tuples(rows, self.batch_id)
         with raw.cursor() as cur:
+            cur.execute("SAVEPOINT history_chunk")
+            try:
+                with cur.copy(f"COPY history_ticket ({names}) FROM STDIN") as copy:
+                    for row in data:
+                        copy.write_row(row)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT history_chunk")
+            else:
+                cur.execute("RELEASE SAVEPOINT history_chunk")
+                return len(data)
+            cur.execute("RELEASE SAVEPOINT history_chunk")
             if not self._staged:
                 cur.execute(
                     "CREATE TEMP TABLE history_import_stage "
@@ -707,7 +736,7 @@ class DatabaseSink(Sink):
             else:
                 cur.execute("TRUNCATE history_import_stage")
             with cur.copy(f"COPY history_import_stage ({names}) FROM STDIN") as copy:
-                for row in _tuples(rows, self.batch_id):
+                for row in data:
                     copy.write_row(row)
             cur.execute(
                 f"INSERT INTO history_ticket ({names}) SELECT {names} FROM history_import_stage "
@@ -743,22 +772,32 @@ class Importer:
         self.rows_read += chunk.rows_read
         errors = list(chunk.errors)
         good = chunk.rows
+        ids = good["ticket_id"].to_numpy(dtype=object)
+        good_lines = good["line"].to_numpy(dtype=np.int64)
         # repeats inside the chunk: the first good row wins
-        dup = good["ticket_id"].duplicated(keep="first").to_numpy()
-        first = dict(zip(good["ticket_id"][~dup], good["line"][~dup].astype(int), strict=True))
-        for tid, line in zip(good["ticket_id"][dup], good["line"][dup].astype(int), strict=True):
+        dup = pd.Series(ids).duplicated(keep="first").to_numpy()
+        bad_rows = np.isin(chunk.lines, [e.line for e in chunk.errors])
+        bad_ids = chunk.ids[bad_rows]
+        bad_lines = chunk.lines[bad_rows]
+        has_bad_ids = bool(pd.notna(bad_ids).any()) if len(bad_ids) else False
+        first: dict[str, int] = {}
+        if dup.any() or has_bad_ids:
+            wanted = set(ids[dup].tolist()) | {t for t in bad_ids.tolist() if t is not None}
+            for tid, line in zip(ids.tolist(), good_lines.tolist(), strict=True):
+                if tid in wanted and tid not in first:
+                    first[tid] = line
+        for tid, line in zip(ids[dup].tolist(), good_lines[dup].tolist(), strict=True):
             errors.append(self._repeat(tid, line, first[tid]))
         good = good[~dup]
         # rows with other errors whose id repeats a good row (of this chunk or an earlier one)
-        bad = {e.line for e in chunk.errors}
-        bad_ids = [
-            (t, int(ln))
-            for t, ln in zip(chunk.ids, chunk.lines, strict=True)
-            if t is not None and int(ln) in bad
-        ]
-        if bad_ids:
-            earlier = self.sink.stored([t for t, _ in bad_ids if t not in first])
-            for tid, line in bad_ids:
+        if has_bad_ids:
+            pairs = [
+                (t, ln)
+                for t, ln in zip(bad_ids.tolist(), bad_lines.tolist(), strict=True)
+                if t is not None
+            ]
+            earlier = self.sink.stored([t for t, _ in pairs if t not in first])
+            for tid, line in pairs:
                 if tid in first and first[tid] < line:
                     errors.append(self._repeat(tid, line, first[tid]))
                 elif tid in earlier and earlier[tid][0] == self.sink.batch_id:
@@ -771,7 +810,7 @@ class Importer:
             seen = self.sink.stored(good["ticket_id"].tolist())
             new = np.ones(len(good), dtype=bool)
             for k, (tid, line) in enumerate(
-                zip(good["ticket_id"], good["line"].astype(int), strict=True)
+                zip(good["ticket_id"].tolist(), good["line"].tolist(), strict=True)
             ):
                 b, src = seen.get(tid, (None, None))
                 if b == self.sink.batch_id and src == line:
@@ -828,7 +867,7 @@ def parse_file(
     sink = MemorySink()
     importer = Importer(sink, max_errors=2**62)
     for chunk in reader.chunks():
-        importer.add(check_chunk(chunk.frame, source, rules))
+        importer.add(check_chunk(chunk.frame, source, rules, all_text=chunk.all_text))
     rows = (
         pd.concat(sink.frames, ignore_index=True).sort_values("line", kind="stable")
         if sink.frames
@@ -973,7 +1012,7 @@ def import_file(
         ).inserted_primary_key[0]
         importer = Importer(DatabaseSink(conn, int(batch_id)), settings.import_max_errors)
         for chunk in reader.chunks():
-            importer.add(check_chunk(chunk.frame, source, rules))
+            importer.add(check_chunk(chunk.frame, source, rules, all_text=chunk.all_text))
             if progress is not None:
                 progress(chunk.done, reader.total)
         conn.execute(
