@@ -202,3 +202,91 @@ class InitialPlan(Form):
 
     by: str = Field(min_length=1, max_length=120)
     plan: str = Field(min_length=1, max_length=4000)
+
+
+# ---------------------------------------------------------------- complaint (§4)
+class ComplaintRecord(Form):
+    """CMP-1: the 表4 record, within 10 minutes: cause, staff involved, expected outcome,
+    the amount claimed."""
+
+    agent: str = Field(min_length=1, max_length=120)
+    responded_at: datetime | None = Field(
+        default=None, description="when the customer first heard from a person"
+    )
+    cause: str = Field(min_length=1, max_length=4000)
+    staff_involved: str = Field(default="", max_length=400)
+    expected_outcome: str = Field(min_length=1, max_length=2000)
+    amount_claimed_cny: float = Field(default=0, ge=0, le=100_000_000, allow_inf_nan=False)
+    safety_risk: bool = Field(default=False, description="ESC-URGENT to the operations director")
+
+
+class Investigation(Form):
+    """CMP-2: the investigation started, with its evidence (file references)."""
+
+    investigator: str = Field(min_length=1, max_length=120)
+    started_at: datetime | None = None
+    service_records: str = Field(min_length=1, max_length=4000)
+    recording_refs: list[str] = Field(default_factory=list, max_length=50)
+    photo_refs: list[str] = Field(default_factory=list, max_length=50)
+    cross_department: bool = Field(description="product quality, logistics …: verified together")
+    department: Literal["product_quality", "logistics", "sales", "other"] | None = None
+
+    @model_validator(mode="after")
+    def _department_when_cross(self) -> Investigation:
+        if self.cross_department and self.department is None:
+            raise ValueError("department: required when cross_department is true")
+        return self
+
+
+class Verification(Form):
+    """CMP-2: the other department verified the case together with us."""
+
+    department: str = Field(min_length=1, max_length=60)
+    verifier: str = Field(min_length=1, max_length=120)
+    findings: str = Field(min_length=1, max_length=4000)
+
+
+class Resolution(Form):
+    """CMP-3: the proposed solution, for the after-sales supervisor's approval."""
+
+    by: str = Field(min_length=1, max_length=120)
+    kind: Literal["apology", "compensation", "repair", "process_change"]
+    compensation_cny: float = Field(default=0, ge=0, le=100_000_000, allow_inf_nan=False)
+    details: str = Field(min_length=1, max_length=4000)
+
+    @model_validator(mode="after")
+    def _amount_for_compensation(self) -> Resolution:
+        if self.kind == "compensation" and self.compensation_cny <= 0:
+            raise ValueError("compensation_cny: a compensation needs its amount (> 0)")
+        return self
+
+
+class Approval(Form):
+    """CMP-3: the after-sales supervisor approves the solution, or rejects it with a reason."""
+
+    supervisor: str = Field(min_length=1, max_length=120)
+    approved: bool
+    reason: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _reason_when_rejected(self) -> Approval:
+        if not self.approved and not self.reason.strip():
+            raise ValueError("reason: a rejection states its reason")
+        return self
+
+
+class Inform(Form):
+    """CMP-3: the approved result reached the customer."""
+
+    agent: str = Field(min_length=1, max_length=120)
+    informed_at: datetime | None = None
+    via: Literal["phone", "online", "email", "social", "visit"]
+
+
+class ComplaintClose(Form):
+    """CMP-4: the customer accepts (implementation is tracked) or reopens."""
+
+    outcome: Literal["accepted", "reopened"]
+    tracking: str = Field(default="", max_length=4000, description="implementation tracking")
+    theme: str = Field(default="", max_length=120, description="the complaint's theme (CMP-4)")
+    root_cause: str = Field(default="", max_length=2000)

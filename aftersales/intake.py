@@ -46,7 +46,10 @@ class IntakePayload(BaseModel):
     intake_id: str | None = Field(
         default=None, max_length=160, description="call id, chat session, Message-ID or post id"
     )
-    sop: Literal["inquiry", "repair"] = "inquiry"
+    sop: Literal["inquiry", "repair", "complaint"] = Field(
+        default="inquiry",
+        description="the SOP that takes the ticket; a public social-media post is a complaint",
+    )
     customer_id: str | None = Field(default=None, max_length=64)
     customer_name: str = Field(min_length=1, max_length=120)
     contact: str = Field(min_length=5, max_length=120, description="phone or email")
@@ -71,6 +74,10 @@ class IntakePayload(BaseModel):
     def _channel_rules(self) -> IntakePayload:
         if self.email_grade is not None and self.channel != Channel.EMAIL:
             raise ValueError("email_grade is only for the email channel (INQ-CH-EMAIL)")
+        if self.is_public and self.sop == "repair":
+            raise ValueError(
+                "is_public: a public post is a complaint (INQ-CH-SOCIAL), not a repair"
+            )
         if self.is_public and self.channel != Channel.SOCIAL:
             raise ValueError("is_public is only for the social channel (INQ-CH-SOCIAL)")
         return self
@@ -134,7 +141,8 @@ def accept_intake(
     if received > now + timedelta(minutes=5):
         raise IntakeError([("received_at", "is in the future (more than 5 minutes ahead of now)")])
     key = payload.intake_key(received)
-    sop = Sop(payload.sop)
+    # INQ-CH-SOCIAL: a public social-media complaint becomes a complaint ticket (CMP-1)
+    sop = Sop.COMPLAINT if payload.is_public else Sop(payload.sop)
     with session_scope() as s:
         if payload.customer_id and s.get(Customer, payload.customer_id) is None:
             raise IntakeError(

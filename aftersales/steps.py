@@ -55,12 +55,13 @@ ESCALATION_CHAIN = ("handler", "team_lead", "supervisor", "cs_manager", "operati
 START_EVENTS = {
     "inquiry": "aftersales.inquiry.received",
     "repair": "aftersales.repair.requested",
+    "complaint": "aftersales.complaint.received",
     "escalation": "aftersales.escalation.opened",
 }
 STEP_COMPLETED_EVENT = "aftersales.step.completed"
 TICKET_SOP = "ticket"  # the pseudo-SOP of the ticket-level actions: intake, beyond-authority
 Recipient = Literal[(*ROLES, "assignee")]  # type: ignore[valid-type]  # assignee: the escalation's person
-_ATTEMPT = re.compile(r"^(?P<step>.+?)-(?P<n>\d+)$")
+_ATTEMPT = re.compile(r"^(?P<step>.+?)(?:\.\d+)?(?:-\d+)?$")
 
 
 class StepError(ValueError):
@@ -117,6 +118,23 @@ Apply = Callable[[StepContext], StepOutcome]
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a submitted form cannot complete the step: the field and the rule it breaks."""
+
+    field: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.rule}"
+
+
+#: A step's pre-check: the refusal of a submission given the ticket's state, or None.
+#: It is run by :func:`complete` before ``apply`` and by ``aftersales.humansteps`` before
+#: a run is resumed (:func:`precheck`), so a value is judged by one function only.
+Check = Callable[[StepContext], Refusal | None]
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     role: str  # who performs it: a recipient role, "assignee" (escalations) or "system"
@@ -128,6 +146,7 @@ class Step:
     resume_when: Condition = field(default_factory=list)
     close_when: Condition = field(default_factory=list)  # the ticket closes here
     hand_over: Handover | None = None
+    check: Check | None = None  # refuses a submission before apply (and before a resume)
 
     @property
     def automatic(self) -> bool:
@@ -156,7 +175,8 @@ def ref_of(sop: str, step: str) -> str:
 
 
 def base_step(key: str) -> str:
-    """``confirmation-2`` (the second attempt of a step) -> ``confirmation``."""
+    """The step of a key: ``confirmation-2`` (the second attempt) and ``resolve.2-3``
+    (the third attempt in the second round of a loop) -> ``confirmation``, ``resolve``."""
     m = _ATTEMPT.match(key)
     return m.group("step") if m else key
 
@@ -194,19 +214,6 @@ def _declared(name: str, title: str, rows: tuple[tuple[str, str, str], ...]) -> 
     )
 
 
-COMPLAINT = _declared(
-    "complaint",
-    "complaint investigation",
-    (
-        ("accept", "handler", "CMP-1: record (表4) within 10 min"),
-        ("investigate", "handler", "CMP-2: investigation started within 1 h"),
-        ("verify", "tech_support", "CMP-2: cross-department verification"),
-        ("resolve", "handler", "CMP-3: the solution"),
-        ("approve", "supervisor", "CMP-3: after-sales supervisor approval"),
-        ("inform", "handler", "CMP-3: result sent to the customer"),
-        ("close", "handler", "CMP-4: accepted; implementation tracked"),
-    ),
-)
 CALLBACK = _declared(
     "callback",
     "callback plan",
@@ -221,6 +228,7 @@ CALLBACK = _declared(
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, SopSpec]:
     """Every SOP's declared steps, by SOP name (imported lazily: no Prefect)."""
+    from tasks.complaint import COMPLAINT
     from tasks.escalation import ESCALATION
     from tasks.inquiry import INQUIRY
     from tasks.repair import REPAIR
@@ -250,7 +258,8 @@ class Facts(BaseModel):
     is_public: bool = False
     safety_risk: bool = False
     amount_over_limit: bool = False
-    cross_department: bool = False
+    second_complaint: bool = False  # the customer complained before, within the window
+    solution: str | None = None  # the complaint's proposed solution (CMP-3)
     vip: bool = False
     same_city: bool | None = None
     mode: str | None = None
@@ -261,12 +270,24 @@ class Facts(BaseModel):
 def facts_for(
     session: Session, *, ticket: Ticket, profile: Profile, escalation: Escalation | None = None
 ) -> Facts:
-    from models.entities import Customer
-    from models.repository import get_work_order
+    from models.entities import Complaint, Customer
+    from models.repository import earlier_complaints, get_work_order
 
     wo = get_work_order(session, ticket_id=ticket.id)
     customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
-    amount = max(ticket.amount_cny or 0, (wo.cost_cny or 0) if wo else 0)
+    cmp = session.exec(select(Complaint).where(Complaint.ticket_id == ticket.id)).first()
+    amount = max(
+        ticket.amount_cny or 0,
+        (wo.cost_cny or 0) if wo else 0,
+        cmp.amount_claimed_cny if cmp else 0,
+    )
+    second = (
+        cmp is not None
+        and earlier_complaints(
+            session, ticket=ticket, window_days=profile.escalations.complaint_window_days
+        )
+        > 0
+    )
     return Facts(
         sop=str(ticket.sop),
         channel=str(ticket.channel),
@@ -276,6 +297,8 @@ def facts_for(
         is_public=ticket.is_public,
         safety_risk=ticket.safety_risk,
         amount_over_limit=amount > profile.escalations.amount_limit_cny,
+        second_complaint=second,
+        solution=cmp.solution if cmp else None,
         vip=bool(customer and customer.vip),
         same_city=wo.same_city if wo else None,
         mode=wo.mode if wo else None,
@@ -320,23 +343,28 @@ def _fact_types(step: Step) -> dict[str, Any]:
 def _check_condition(
     rule_id: str, where: str, condition: Condition, steps: list[Step]
 ) -> list[Problem]:
+    """Each fact a condition names is a fact or a form field of at least one arming step
+    (an alternative naming another step's field simply does not hold elsewhere), with a
+    value valid for it."""
     problems = []
     for alt in condition:
         for key, wanted in alt.items():
-            for step in steps:
-                types = _fact_types(step)
-                if key not in types:
-                    problems.append(
-                        Problem(
-                            rule_id,
-                            f"{where}.{key}",
-                            f"step {step.id!r} has no fact or form field {key!r}",
-                        )
+            having = [_fact_types(st)[key] for st in steps if key in _fact_types(st)]
+            if steps and not having:
+                problems.append(
+                    Problem(
+                        rule_id,
+                        f"{where}.{key}",
+                        f"step {steps[0].id!r} has no fact or form field {key!r}"
+                        if len(steps) == 1
+                        else f"no step of {', '.join(repr(st.id) for st in steps)} has a fact "
+                        f"or form field {key!r}",
                     )
-                    continue
+                )
+            for annotation in having:
                 for w in wanted if isinstance(wanted, list) else [wanted]:
                     try:
-                        TypeAdapter(types[key]).validate_python(w)
+                        TypeAdapter(annotation).validate_python(w)
                     except ValidationError:
                         problems.append(
                             Problem(rule_id, f"{where}.{key}", f"{w!r} is not a valid {key}")
@@ -488,6 +516,9 @@ def complete(
     ticket = get_ticket(session, ticket_id=ticket_id)
     escalation = session.get(Escalation, escalation_id) if escalation_id else None
     sc = StepContext(session, ticket, form, now, deadlines, escalation, actor)
+    refused = st.check(sc) if st.check else None
+    if refused is not None:
+        return StepResult(sop, step, key, ticket_id, done=False, reason=str(refused), form=form)
     outcome = st.apply(sc) if st.apply else StepOutcome()
     if not outcome.done:
         return StepResult(sop, step, key, ticket_id, done=False, reason=outcome.reason, form=form)

@@ -16,6 +16,7 @@ from aftersales.steps import START_EVENTS
 DEPLOYMENTS = {
     "inquiry": ("flows.inquiry:inquiry", START_EVENTS["inquiry"], ["sop:inquiry"]),
     "repair-dispatch": ("flows.repair:repair_dispatch", START_EVENTS["repair"], ["sop:repair"]),
+    "complaint": ("flows.complaint:complaint", START_EVENTS["complaint"], ["sop:complaint"]),
     "escalation": ("flows.escalation:escalation", START_EVENTS["escalation"], ["sop:escalation"]),
 }
 # the flow parameters each start event fills from its payload

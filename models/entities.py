@@ -146,6 +146,8 @@ class TicketBase(SQLModel):
     amount_cny: float = Field(default=0, ge=0)  # ESC-IMPORTANT trigger (> 1000 CNY)
     # REP-2 same/other city: the service address's city (the customer's, or given at REP-1)
     service_city: str | None = Field(default=None, max_length=60)
+    # a complaint opened from another ticket (a low callback score, CB-3)
+    parent_ticket_id: str | None = Field(default=None, max_length=40)
     category: Category | None = None
     priority: Priority = Priority.NORMAL
 
@@ -156,7 +158,12 @@ class TicketCreate(TicketBase):
 
 
 class Ticket(TicketBase, table=True):
-    __table_args__ = (Index("ix_ticket_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_ticket_created_at", "created_at"),
+        # ESC-IMPORTANT "second complaint within the window": a customer's history by index
+        Index("ix_ticket_customer_history", "customer_id", "created_at"),
+        Index("ix_ticket_contact_history", "contact", "created_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=40)
     intake_key: str = Field(unique=True, max_length=200)
@@ -236,6 +243,41 @@ class WorkOrder(SQLModel, table=True):
     test_report: str | None = None
     archived_at: datetime | None = Field(default=None, sa_column=_ts())
     device_status: str | None = None
+
+
+# ---------------------------------------------------------------- complaints (§4)
+class Complaint(SQLModel, table=True):
+    """The complaint record (表4) and what became of it: investigation, the solution and
+    its approval, the result sent, the customer's acceptance and the tracking (CMP-1..4)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, unique=True)
+    cause: str = ""
+    staff_involved: str = ""
+    expected_outcome: str = ""
+    amount_claimed_cny: float = 0
+    investigator: str | None = Field(default=None, max_length=120)
+    service_records: str | None = None
+    recording_refs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    photo_refs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cross_department: bool = False
+    department: str | None = Field(default=None, max_length=40)
+    verified_by: str | None = Field(default=None, max_length=120)
+    findings: str | None = None
+    solution: str | None = Field(
+        default=None, max_length=20
+    )  # apology|compensation|repair|process_change
+    compensation_cny: float = 0
+    solution_details: str | None = None
+    approved_by: str | None = Field(default=None, max_length=120)
+    approved_at: datetime | None = Field(default=None, sa_column=_ts())
+    rejections: int = 0
+    last_rejection: str | None = None
+    informed_at: datetime | None = Field(default=None, sa_column=_ts())
+    outcome: str | None = Field(default=None, max_length=20)  # accepted | reopened
+    reopened: int = 0
+    tracking: str | None = None
+    theme: str | None = Field(default=None, max_length=120)
 
 
 # ---------------------------------------------------------------- SLA clocks

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists
+from sqlalchemy import and_, exists, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -149,6 +149,31 @@ def notifications_for(session: Session, *, ticket_id: str) -> list[Notification]
     )
 
 
+def earlier_complaints(session: Session, *, ticket: Ticket, window_days: float) -> int:
+    """The customer's complaints in the ``window_days`` before this ticket (ESC-IMPORTANT:
+    a second complaint). The customer is the registered customer, else the contact; the
+    query walks the (customer_id|contact, created_at) index, not the ticket table."""
+    from models.entities import Complaint
+
+    who = (
+        Ticket.customer_id == ticket.customer_id
+        if ticket.customer_id
+        else Ticket.contact == ticket.contact
+    )
+    return session.exec(
+        select(func.count())
+        .select_from(Ticket)
+        .outerjoin(Complaint, Complaint.ticket_id == Ticket.id)
+        .where(
+            who,
+            or_(Ticket.sop == Sop.COMPLAINT, Complaint.id.is_not(None)),
+            Ticket.created_at >= ticket.created_at - timedelta(days=window_days),
+            Ticket.created_at < ticket.created_at,
+            Ticket.id != ticket.id,
+        )
+    ).one()
+
+
 def lost_starts(session: Session, *, now: datetime, grace: timedelta) -> list[str]:
     """Queue the start event again for each open ticket whose current SOP has no run, and
     each open escalation without a run, when their last start event was sent more than
@@ -161,7 +186,7 @@ def lost_starts(session: Session, *, now: datetime, grace: timedelta) -> list[st
     tickets = session.exec(
         select(Ticket).where(
             Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]),
-            Ticket.sop.in_([Sop.INQUIRY, Sop.REPAIR]),
+            Ticket.sop.in_([Sop.INQUIRY, Sop.REPAIR, Sop.COMPLAINT]),
             Ticket.created_at <= cutoff,
             ~has_run,
         )

@@ -194,15 +194,18 @@ class SopRun:
             self.sop, step, key or step, self.ticket_id, None, self.escalation_id
         )
 
-    def ask(self, step: str) -> steps.StepResult:
+    def ask(self, step: str, *, round: int = 1, note: str = "") -> steps.StepResult:
         """Suspend until the step's form comes; a refused submission asks again (keys
-        ``step``, ``step-2``, …) with the reason. The run never fails on a person's input."""
+        ``step``, ``step-2``, …) with the reason. The run never fails on a person's input.
+        A step taken again in a later round of a loop (a rejected solution) is keyed
+        ``step.2``, ``step.3`` …; ``note`` says why above the form."""
         spec = self.spec.step(step)
         assert spec.form is not None, f"{step} is automatic"
         form_input = RunInput.subclass_from_base_model_type(spec.form)
-        reason, attempt = "", 1
+        reason, attempt = note, 1
+        base = step if round == 1 else f"{step}.{round}"
         while True:
-            key = step if attempt == 1 else f"{step}-{attempt}"
+            key = base if attempt == 1 else f"{base}-{attempt}"
             described = form_input.with_initial_data(
                 description=describe(self.sop, spec, self.ticket_id, reason)
             )

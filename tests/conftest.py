@@ -133,13 +133,17 @@ def _wait_for_deployments(api_url: str, proc: subprocess.Popen[bytes], log_path:
 
     from prefect.client.orchestration import get_client
 
+    from deployments.serve import DEPLOYMENTS
+
     end = time.monotonic() + 90
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"runner exited early; see {log_path}")
         with get_client(sync_client=True) as client:
             autos = client.request("POST", "/automations/filter", json={}).json()
-        if len({a["name"] for a in autos if a["name"].startswith("start on aftersales")}) >= 3:
+        if len({a["name"] for a in autos if a["name"].startswith("start on aftersales")}) >= len(
+            DEPLOYMENTS
+        ):
             return
         time.sleep(0.5)
     raise RuntimeError(f"deployments were not served within 90 s; see {log_path}")

@@ -67,7 +67,8 @@ def counts() -> tuple[int, int]:
             {"INQ-CH-SOCIAL:response", "INQ-CH-SOCIAL:public-complaint", "INQ-CH-SOCIAL:resolution",
              "PRI-URGENT:response", "PRI-URGENT:resolution", "ESC-TIMEOUT:urgent",
              # ESC-URGENT opened at intake: its own clocks (escalation 1)
-             "ESC-URGENT:within", "ESC-URGENT:plan", "ESC-URGENT:resolution"},
+             "ESC-URGENT:within", "ESC-URGENT:plan", "ESC-URGENT:resolution",
+             "CMP-1"},  # a public post is a complaint ticket: recorded within 10 min
         ),
         (
             {"channel": "phone", "safety_risk": True},

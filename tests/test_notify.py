@@ -93,6 +93,16 @@ SAMPLE: dict[str, Any] = {
     "by": "王经理",
     "plan": "replace the batch; public statement at 18:00",
     "outcome": "rated",
+    "agent": "小周",
+    "staff_involved": "王工",
+    "expected_outcome": "an apology",
+    "amount_claimed_cny": 0,
+    "kind": "apology",
+    "compensation_cny": 0,
+    "details": "written apology by the manager",
+    "approved": True,
+    "supervisor": "主管-孙",
+    "tracking": "training booked",
 }
 
 # Template id -> clause the brief assigns to it.

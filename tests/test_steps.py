@@ -98,7 +98,7 @@ def test_a_clock_only_an_undeployed_sop_stops_is_never_armed_CB_2() -> None:
 def test_every_step_reference_of_every_rule_resolves_and_every_form_step_is_reachable() -> None:
     profile = load_profile("default")
     cited = {ref for r in profile.rules.values() for ref in (*r.starts, *r.stops, *r.by)}
-    for sop in ("inquiry", "repair", "escalation"):
+    for sop in ("inquiry", "repair", "complaint", "escalation"):
         for st in steps.steps_of(sop):
             ref = steps.ref_of(sop, st.id)
             assert st.form is None or ref in cited or st.messages or st.apply, f"{ref} does nothing"
