@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = 4.0
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
+    # the HTTP API refuses a request body larger than this (413, code payload_too_large)
+    api_max_body_bytes: int = Field(default=65_536, ge=1_024)
     clock_poll_seconds: float = 1.0
     # every call to the Prefect server (events, tags, artifacts, reads) gives up after this
     prefect_call_timeout_seconds: float = 10.0

@@ -245,7 +245,10 @@ def lost_starts(session: Session, *, now: datetime, grace: timedelta) -> list[st
 
 @dataclass(frozen=True)
 class BoardRow:
-    """One open ticket on the sla-board: its next due clock, owner and state."""
+    """One line of the work queue and the sla-board: an open ticket's SOP run (or one of
+    its open escalations), the step it waits for and who takes it, since when, its next
+    due clock and state. ``step`` is None for an open ticket nobody has a step to take
+    on (a run between automatic steps, an SOP not deployed yet): only the board lists it."""
 
     ticket_id: str
     sop: str
@@ -254,68 +257,137 @@ class BoardRow:
     next_rule: str | None
     next_due: datetime | None
     state: str  # breached | at-risk | on-track | no clock
+    step: str | None = None
+    role: str | None = None
+    person: str | None = None
+    since: datetime | None = None
+    escalation_id: int | None = None
+
+    @property
+    def who(self) -> str:
+        if self.role is None:
+            return "-"
+        return f"{self.role} ({self.person})" if self.person else self.role
 
     def as_row(self, tz: Any) -> dict[str, str]:
+        def fmt(t: datetime | None) -> str:
+            return t.astimezone(tz).isoformat(timespec="minutes") if t else ""
+
         return {
             "ticket": self.ticket_id,
             "sop": self.sop,
             "priority": self.priority,
             "owner": self.owner,
-            "next due": self.next_due.astimezone(tz).isoformat(timespec="minutes")
-            if self.next_due
-            else "",
+            "step": self.step or "",
+            "who": self.who if self.step else "",
+            "since": fmt(self.since),
+            "next due": fmt(self.next_due),
             "rule": self.next_rule or "",
             "state": self.state,
         }
 
 
-def sla_board(session: Session, *, limit: int = 500) -> list[BoardRow]:
-    """Every open ticket with its next due running clock, soonest first; its state is
-    breached (any clock breached), at-risk (a reminder went out) or on-track."""
-    from models.entities import ACTIVE_CLOCK_STATES, ClockState, TicketStatus
+def sla_board(
+    session: Session,
+    *,
+    limit: int = 500,
+    now: datetime | None = None,
+    profile: Any = None,
+    ticket_ids: list[str] | None = None,
+) -> list[BoardRow]:
+    """The work queue and the sla-board, one query: for every open ticket, a row per run
+    waiting on a person (its SOP's and each open escalation's), or one row without a step;
+    soonest due first. The waiting step comes from the step records and the SOP's declared
+    order (:func:`aftersales.queue.waiting_for`), so it needs no Prefect server."""
+    from aftersales.queue import ClockView, Scope, due_and_state, waiting_for
+    from aftersales.steps import ref_of
+    from models.entities import Complaint, EscalationState, StepRecord, TicketStatus
 
-    open_ids = select(Ticket.id).where(
-        Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS])
-    )
-    clocks = session.exec(
-        select(SlaClock)
-        .where(
-            SlaClock.ticket_id.in_(open_ids),
-            SlaClock.state.in_([*ACTIVE_CLOCK_STATES, ClockState.BREACHED]),
+    if profile is None:
+        from aftersales.runtime import deadlines
+
+        profile = deadlines().profile
+    q = select(Ticket).where(Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]))
+    if ticket_ids is not None:
+        q = q.where(Ticket.id.in_(ticket_ids))
+    tickets = session.exec(q).all()
+    ids = [t.id for t in tickets]
+    if not ids:
+        return []
+    clocks: dict[tuple[str, int], list[ClockView]] = {}
+    for c in session.exec(
+        select(SlaClock).where(SlaClock.ticket_id.in_(ids)).order_by(SlaClock.id)
+    ).all():
+        clocks.setdefault((c.ticket_id, c.instance), []).append(
+            ClockView(c.rule_id, str(c.state), c.due_at)
         )
-        .order_by(SlaClock.due_at)
-    ).all()
-    nxt: dict[str, SlaClock] = {}
-    breached: set[str] = set()
-    reminded: set[str] = set()
-    for c in clocks:
-        if c.state == ClockState.BREACHED:
-            breached.add(c.ticket_id)
-            continue
-        if c.state == ClockState.REMINDED:
-            reminded.add(c.ticket_id)
-        nxt.setdefault(c.ticket_id, c)
-    tickets = session.exec(
-        select(Ticket).where(Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]))
-    ).all()
-    rows = []
+    records: dict[tuple[str, str, int], list[StepRecord]] = {}
+    for r in session.exec(
+        select(StepRecord).where(StepRecord.ticket_id.in_(ids)).order_by(StepRecord.id)
+    ).all():
+        records.setdefault((r.ticket_id, r.sop, r.instance), []).append(r)
+    escalations: dict[str, list[Escalation]] = {}
+    for e in session.exec(
+        select(Escalation)
+        .where(Escalation.ticket_id.in_(ids), Escalation.state == EscalationState.OPEN)
+        .order_by(Escalation.id)
+    ).all():
+        escalations.setdefault(e.ticket_id, []).append(e)
+    orders = {
+        w.ticket_id: w
+        for w in session.exec(select(WorkOrder).where(WorkOrder.ticket_id.in_(ids))).all()
+    }
+    complaints = {
+        c.ticket_id: c
+        for c in session.exec(select(Complaint).where(Complaint.ticket_id.in_(ids))).all()
+    }
+    engineers = {e.id: e for e in session.exec(select(Engineer)).all()}
+
+    rows: list[BoardRow] = []
     for t in tickets:
-        c = nxt.get(t.id)
-        state = (
-            "breached" if t.id in breached else "at-risk" if t.id in reminded else
-            "on-track" if c else "no clock"
-        )  # fmt: skip
-        rows.append(
-            BoardRow(
-                t.id,
-                str(t.sop),
-                str(t.priority),
-                t.handler or t.owner_team or "unassigned",
-                c.rule_id if c else None,
-                c.due_at if c else None,
-                state,
-            )  # fmt: skip
-        )
+        wo = orders.get(t.id)
+        record = complaints.get(t.id) if t.sop == Sop.COMPLAINT else wo
+        values = record.model_dump() if record else {}
+        owner = t.handler or t.owner_team or "unassigned"
+        runs: list[tuple[str, Escalation | None]] = [(str(t.sop), None)]
+        runs += [("escalation", e) for e in escalations.get(t.id, [])]
+        mine: list[BoardRow] = []
+        for sop, esc in runs:
+            instance = esc.id if esc and esc.id else 0
+            done = records.get((t.id, sop, instance), [])
+            scoped = clocks.get((t.id, instance), [])
+            scope = Scope(
+                sop=sop,
+                done=tuple(r.step for r in done),
+                armed=frozenset(c.rule_id for c in scoped),
+                values=values,
+                level=esc.level if esc else None,
+            )
+            st = waiting_for(scope, profile)
+            if st is None and esc is not None:
+                continue
+            stops = [r.id for r in profile.stopped_by(ref_of(sop, st.id))] if st else []
+            shown, state = due_and_state(scoped, stops, now)
+            role, person = None, None
+            if st is not None:
+                role = esc.escalated_to if st.role == "assignee" and esc else st.role
+                if role == "engineer" and wo is not None and wo.engineer_id:
+                    eng = engineers.get(wo.engineer_id)
+                    person = f"{wo.engineer_id} {eng.name}" if eng else wo.engineer_id
+                elif role == "handler":
+                    person = t.handler or t.owner_team
+            since = max((r.recorded_at for r in done), default=None) or (
+                esc.created_at if esc else t.created_at
+            )
+            mine.append(
+                BoardRow(
+                    t.id, sop, str(t.priority), owner,
+                    shown.rule_id if shown else None, shown.due_at if shown else None, state,
+                    st.id if st else None, role, person, since, esc.id if esc else None,
+                )  # fmt: skip
+            )
+        waiting = [r for r in mine if r.step is not None]
+        rows += waiting or mine[:1]  # a ticket nobody acts on is on the board once
     far = datetime.max.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: (r.next_due or far, r.ticket_id))
+    rows.sort(key=lambda r: (r.next_due or far, r.ticket_id, r.escalation_id or 0))
     return rows[:limit]

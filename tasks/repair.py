@@ -22,7 +22,7 @@ from aftersales.forms import (
 )
 from aftersales.settings import get_settings
 from aftersales.sla import enqueue_notification, ticket_context
-from aftersales.steps import Message, SopSpec, Step, StepContext, StepOutcome
+from aftersales.steps import Message, Refusal, SopSpec, Step, StepContext, StepOutcome
 from models.entities import Customer, Engineer, Skill, TicketStatus, WorkOrder
 from models.repository import available_engineers, get_work_order
 
@@ -98,17 +98,24 @@ def register(sc: StepContext) -> StepOutcome:
     return StepOutcome()
 
 
+def review_check(sc: StepContext) -> Refusal | None:
+    """REP-2 needs the service city: an approved review of a ticket without one gives it."""
+    form = sc.form
+    assert isinstance(form, Review)
+    if form.approved and not (form.service_city or sc.ticket.service_city):
+        return Refusal(
+            "service_city",
+            "the service address has no city; give it (REP-2 compares it with the "
+            "engineer's city: same city 4 h, other city 24 h)",
+        )
+    return None
+
+
 def review(sc: StepContext) -> StepOutcome:
     """REP-1 review: the fault's skill; the service city where the ticket has none."""
     form = sc.form
     assert isinstance(form, Review)
     t, wo = sc.ticket, _work_order(sc)
-    if form.approved and not (form.service_city or t.service_city):
-        return StepOutcome(
-            done=False,
-            reason="service_city: the service address has no city; give it (REP-2 compares "
-            "it with the engineer's city: same city 4 h, other city 24 h)",
-        )
     at = sc.reported(form.responded_at)
     t.service_city = form.service_city or t.service_city
     wo.skill = Skill(form.skill)
@@ -122,15 +129,28 @@ def review(sc: StepContext) -> StepOutcome:
     return StepOutcome(at=at)
 
 
+def engineer_check(sc: StepContext) -> Refusal | None:
+    """The engineer named by hand exists and has the fault's skill."""
+    form = sc.form
+    assert isinstance(form, EngineerChoice)
+    chosen = sc.session.get(Engineer, form.engineer_id)
+    wo = get_work_order(sc.session, ticket_id=sc.ticket.id)
+    if chosen is None:
+        return Refusal("engineer_id", f"no engineer {form.engineer_id!r}")
+    if wo is not None and chosen.skill != wo.skill:
+        return Refusal(
+            "engineer_id",
+            f"{chosen.id} is a {chosen.skill} engineer; this fault needs {wo.skill}",
+        )
+    return None
+
+
 def engineer(sc: StepContext) -> StepOutcome:
     """REP-2 by hand: the dispatcher names an engineer (none was available)."""
     form = sc.form
     assert isinstance(form, EngineerChoice)
-    chosen = sc.session.get(Engineer, form.engineer_id)
-    if chosen is None:
-        return StepOutcome(done=False, reason=f"engineer_id: no engineer {form.engineer_id!r}")
     wo = _work_order(sc)
-    wo.engineer_id = chosen.id
+    wo.engineer_id = form.engineer_id
     sc.session.add(wo)
     return StepOutcome()
 
@@ -170,17 +190,25 @@ def dispatch(sc: StepContext) -> StepOutcome:
     return StepOutcome()
 
 
+def arrival_check(sc: StepContext) -> Refusal | None:
+    """Only the engineer the work order is assigned to reports the arrival."""
+    form = sc.form
+    assert isinstance(form, Arrival)
+    wo = get_work_order(sc.session, ticket_id=sc.ticket.id)
+    assigned = wo.engineer_id if wo else None
+    if assigned != form.engineer_id:
+        return Refusal(
+            "engineer_id",
+            f"{form.engineer_id!r} is not the engineer of this work order ({assigned})",
+        )
+    return None
+
+
 def arrival(sc: StepContext) -> StepOutcome:
     """REP-2 met: the assigned engineer responded on site."""
     form = sc.form
     assert isinstance(form, Arrival)
     wo = _work_order(sc)
-    if wo.engineer_id != form.engineer_id:
-        return StepOutcome(
-            done=False,
-            reason=f"engineer_id: {form.engineer_id!r} is not the engineer of this work order "
-            f"({wo.engineer_id})",
-        )
     at = sc.reported(form.arrived_at)
     wo.arrived_at = wo.arrived_at or at
     sc.session.add(wo)
@@ -212,17 +240,25 @@ def customer_decision(sc: StepContext) -> StepOutcome:
     return StepOutcome()
 
 
-def confirmation(sc: StepContext) -> StepOutcome:
-    """REP-4: tested together, form 表3 signed, archived with the test report, device
-    status updated. Unsigned or untested: not archived; asked again."""
+def confirmation_check(sc: StepContext) -> Refusal | None:
+    """REP-4 archives only a repair tested together and signed by the customer."""
     form = sc.form
     assert isinstance(form, Confirmation)
-    if not (form.test_passed and form.customer_signed):
-        return StepOutcome(
-            done=False,
-            reason="test_passed/customer_signed: REP-4 archives only a tested repair the "
-            f"customer signed (test passed: {form.test_passed}, signed: {form.customer_signed})",
-        )
+    for name, ok in (("test_passed", form.test_passed), ("customer_signed", form.customer_signed)):
+        if not ok:
+            return Refusal(
+                name,
+                "REP-4 archives only a tested repair the customer signed "
+                f"(test passed: {form.test_passed}, signed: {form.customer_signed})",
+            )
+    return None
+
+
+def confirmation(sc: StepContext) -> StepOutcome:
+    """REP-4: tested together, form 表3 signed, archived with the test report, device
+    status updated. Unsigned or untested: refused by :func:`confirmation_check`."""
+    form = sc.form
+    assert isinstance(form, Confirmation)
     t, wo = sc.ticket, _work_order(sc)
     wo.repaired_at = wo.repaired_at or sc.now
     wo.signed_by = form.signer
@@ -258,6 +294,7 @@ REPAIR = SopSpec(
             "REP-1: check customer and fault data; choose the skill (and the city if missing)",
             Review,
             apply=review,
+            check=review_check,
             close_when=[{"approved": False}],
         ),
         Step(
@@ -266,6 +303,7 @@ REPAIR = SopSpec(
             "REP-2: no engineer was free; name one",
             EngineerChoice,
             apply=engineer,
+            check=engineer_check,
         ),
         Step(
             "dispatch",
@@ -280,6 +318,7 @@ REPAIR = SopSpec(
             "REP-2: the assigned engineer is on site",
             Arrival,
             apply=arrival,
+            check=arrival_check,
             messages=(Message("step_done", "dispatch"),),
         ),
         Step(
@@ -307,6 +346,7 @@ REPAIR = SopSpec(
             "REP-4: tested together; the customer signs the repair service form (表3)",
             Confirmation,
             apply=confirmation,
+            check=confirmation_check,
             messages=(Message("repair_confirmation", "customer"),),
         ),
     ),

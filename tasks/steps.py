@@ -149,7 +149,10 @@ def complete_step(
 
 
 def describe(sop: str, step: steps.Step, ticket_id: str, reason: str = "") -> str:
-    """The markdown above the Resume form: ticket, step, what is asked, who, by when."""
+    """The markdown above the Resume form: ticket, step, what is asked, who, by when,
+    and the valid choices the data gives (the assigned engineer, the engineers to pick)."""
+    from aftersales.tickets import choices
+
     tz = deadlines().calendar.tz
     ref = steps.ref_of(sop, step.id)
     stops = {r.id for r in deadlines().profile.stopped_by(ref)}
@@ -161,8 +164,12 @@ def describe(sop: str, step: steps.Step, ticket_id: str, reason: str = "") -> st
             if c.rule_id in stops and c.state in ACTIVE_CLOCK_STATES and c.due_at
         ]
         head = f"**Ticket {t.id}** ({t.channel}, {t.priority}) · step **{ref}**"
+        picks = choices(s, sop=sop, step=step.id, ticket_id=ticket_id)
     lines = [head, "", step.summary, "", f"Who: {step.role}."]
     lines.append("Deadline: " + ("; ".join(dues) if dues else "no clock on this step") + ".")
+    if picks:
+        lines += ["", "Valid choices:"]
+        lines += [f"- `{c.field}` = `{c.value}`: {c.label}" for c in picks]
     if reason:
         lines += ["", f"**The last submission was refused:** {reason}"]
     return "\n".join(lines)
