@@ -200,6 +200,14 @@ class Escalations(BaseModel):
     complaint_window_days: float = 30
 
 
+class Complaints(BaseModel):
+    """CMP-4: a theme with at least this many complaints in a month is recurring and
+    goes into the service improvement report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    recurring_threshold: int = Field(default=2, ge=2)
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -208,6 +216,7 @@ class Profile(BaseModel):
     reminders: Reminders = Reminders()
     targets: Targets = Targets()
     escalations: Escalations = Escalations()
+    complaints: Complaints = Complaints()
     rules: dict[str, Rule]
 
     def rule(self, rule_id: str) -> Rule:
@@ -320,6 +329,7 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
             "targets": {**base.get("targets", {}), **data.get("targets", {})},
             "reminders": {**base.get("reminders", {}), **data.get("reminders", {})},
             "escalations": {**base.get("escalations", {}), **data.get("escalations", {})},
+            "complaints": {**base.get("complaints", {}), **data.get("complaints", {})},
         }
     else:
         data = {**data, "rules": rules}

@@ -34,6 +34,12 @@ REPORT_TIMEZONE = "Asia/Shanghai"
 SCHEDULED = {
     "quality-evaluation": ("flows.quality:quality_evaluation", "0 6 1 * *", ["report:quality"]),
     "speed-diagnosis": ("flows.quality:speed_diagnosis", "0 7 1 * *", ["report:speed"]),
+    # CMP-4: the previous month's recurring complaint themes, for the CS manager
+    "service-improvement": (
+        "flows.improvement:service_improvement",
+        "0 6 2 * *",
+        ["report:improvement"],
+    ),
 }
 
 

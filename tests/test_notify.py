@@ -103,6 +103,14 @@ SAMPLE: dict[str, Any] = {
     "approved": True,
     "supervisor": "主管-孙",
     "tracking": "training booked",
+    "complaints": 12,
+    "recurring": 2,
+    "report": "## X200 / power board — 3 complaints",
+    # installation projects (INS-11)
+    "customer_signer": "张伟",
+    "engineer_signer": "王工",
+    "project_manager_signer": "项目经理-刘",
+    "handed_over_to": "张伟",
 }
 
 # Template id -> clause the brief assigns to it.
@@ -431,7 +439,7 @@ def test_breach_escalation_without_level_or_ESC_clause_is_a_template_error() -> 
 @pytest.mark.parametrize("template_id", sorted(load_templates()))
 def test_every_template_renders_with_only_its_required_fields(template_id: str) -> None:
     required = template_fields(template_id, required_only=True)
-    assert "ticket_id" in required or template_id == "quality_report_summary"
+    assert "ticket_id" in required or template_id in ("quality_report_summary", "improvement_report")
     context = {name: SAMPLE[name] for name in required}
     message = render(template_id, context)
     assert "{" not in message.title + message.body
