@@ -1061,18 +1061,15 @@ def load_tickets(
     from sqlalchemy import select
 
     from aftersales.report_model import micros
-    from aftersales.report_sql import ROW_COLUMNS, ticket_rows
+    from aftersales.report_sql import LIVE, ROW_COLUMNS, ticket_rows
     from models.db import get_engine
-    from models.entities import Ticket
 
     lo = None if start is None else micros(start)
     hi = None if end is None else micros(end)
     rows = ticket_rows(lo, hi, include_live=include_live)
     with get_engine(url).connect() as conn:
         got = conn.execute(select(rows)).all()
-        live_ids = (
-            set(conn.execute(select(Ticket.__table__.c.id)).scalars()) if include_live else set()
-        )
+        live_ids = set(conn.execute(select(LIVE.c.id)).scalars()) if include_live else set()
     if not got:
         return empty_frame()
     df = pd.DataFrame(got, columns=list(ROW_COLUMNS))
