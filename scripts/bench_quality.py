@@ -316,7 +316,13 @@ def e2e(rows: int, engine: str, args: argparse.Namespace) -> EngineFigures:
             f"COPY (SELECT * FROM read_csv_auto('{export}')) TO '{parquet}' (FORMAT parquet)"
         )
         subprocess.run(
-            [sys.executable, "-c", f"import duckdb; duckdb.sql({to_parquet!r})"], check=True
+            [
+                sys.executable,
+                "-c",
+                "import duckdb; c = duckdb.connect(); "
+                f"c.execute('SET enable_progress_bar = false'); c.execute({to_parquet!r})",
+            ],
+            check=True,
         )
         export.unlink()
         dq = headline_sql(f"read_parquet('{parquet}')").replace("\n", " ")
