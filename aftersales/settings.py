@@ -26,6 +26,7 @@ ROLES = (
     "dispatch",
     "engineer",
     "customer",
+    "project_manager",  # installation projects (spec §6): phase reminders
 )
 
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     notify_dispatch: str = ""
     notify_engineer: str = ""
     notify_customer: str = ""
+    notify_project_manager: str = ""
     notify_max_attempts: int = 5
     notify_backoff_seconds: float = 2.0
     # Apprise connect and read timeout of one delivery (cto/rto on the URL)

@@ -112,6 +112,59 @@ def arm(
     return clock
 
 
+def arm_until(
+    session: Session,
+    *,
+    ctx: Deadlines,
+    ticket_id: str,
+    rule_id: str,
+    start: datetime,
+    due: datetime,
+    remind_at: datetime | None = None,
+    instance: int = 0,
+    flow_run_id: str | None = None,
+) -> SlaClock:
+    """Arm ``rule_id`` with a due time the caller knows instead of the rule's duration: a
+    project's planned date of a phase (INS-6). Idempotent per (ticket, rule, instance);
+    a running clock armed again with another due (the plan changed) moves to it."""
+    rule = ctx.profile.rule(rule_id)
+    remind_at = remind_at if remind_at is not None and start < remind_at < due else None
+    clock = session.exec(
+        select(SlaClock).where(
+            SlaClock.ticket_id == ticket_id,
+            SlaClock.rule_id == rule_id,
+            SlaClock.instance == instance,
+        )
+    ).first()
+    if clock is not None:
+        if clock.state in ACTIVE_CLOCK_STATES and clock.due_at != due:
+            clock.due_at, clock.remind_at = due, remind_at
+            clock.state, clock.reminded_at = ClockState.ARMED, None
+            clock.next_fire_at = remind_at or due
+            session.add(clock)
+            session.flush()
+        return clock
+    clock = SlaClock(
+        ticket_id=ticket_id,
+        rule_id=rule.id,
+        clause=rule.clause,
+        instance=instance,
+        profile=ctx.profile.name,
+        kind=rule.kind,
+        unit=str(rule.unit),
+        duration=float(rule.duration or 0),
+        state=ClockState.ARMED,
+        started_at=start,
+        due_at=due,
+        remind_at=remind_at,
+        next_fire_at=remind_at or due,
+        flow_run_id=flow_run_id,
+    )
+    session.add(clock)
+    session.flush()
+    return clock
+
+
 def _select_clocks(
     session: Session,
     ticket_id: str,

@@ -215,6 +215,7 @@ def _declared(name: str, title: str, rows: tuple[tuple[str, str, str], ...]) -> 
 
 
 CALLBACK = _declared(
+    from tasks.installation import INSTALLATION
     "callback",
     "callback plan",
     (
@@ -233,7 +234,9 @@ def catalogue() -> dict[str, SopSpec]:
     from tasks.inquiry import INQUIRY
     from tasks.repair import REPAIR
 
-    return {s.name: s for s in (TICKET, INQUIRY, REPAIR, ESCALATION, COMPLAINT, CALLBACK)}
+    return {
+        s.name: s for s in (TICKET, INQUIRY, REPAIR, ESCALATION, COMPLAINT, CALLBACK, INSTALLATION)
+    }
 
 
 def resolve(ref: str) -> tuple[SopSpec, Step]:

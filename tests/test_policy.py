@@ -21,7 +21,7 @@ def spec_clauses(sections: tuple[str, ...]) -> set[str]:
     return {i for i in ids if i.startswith(sections)}
 
 
-SECTIONS_1_3 = ("INQ-", "PRI-", "REM-", "ESC-", "ASSIGN-", "REP-", "CMP-", "CB-")
+SECTIONS_1_3 = ("INQ-", "PRI-", "REM-", "ESC-", "ASSIGN-", "REP-", "CMP-", "CB-", "INS-")
 
 
 @pytest.mark.skipif(not SPEC.exists(), reason=f"spec not found at {SPEC}")
