@@ -215,7 +215,6 @@ def _declared(name: str, title: str, rows: tuple[tuple[str, str, str], ...]) -> 
 
 
 CALLBACK = _declared(
-    from tasks.installation import INSTALLATION
     "callback",
     "callback plan",
     (
@@ -232,6 +231,7 @@ def catalogue() -> dict[str, SopSpec]:
     from tasks.complaint import COMPLAINT
     from tasks.escalation import ESCALATION
     from tasks.inquiry import INQUIRY
+    from tasks.installation import INSTALLATION
     from tasks.repair import REPAIR
 
     return {
