@@ -111,8 +111,8 @@ SAMPLE: dict[str, Any] = {
     "engineer_signer": "王工",
     "project_manager_signer": "项目经理-刘",
     "handed_over_to": "张伟",
-}
     "remarks": "accepted; two spare fans kept on site",
+}
 
 # Template id -> clause the brief assigns to it.
 REQUIRED = {
