@@ -98,6 +98,9 @@ def queue_rows(flt: QueueFilter, limit: int) -> list[QueueRow]:
 def create_app(send: Any = send_outbox_events) -> FastAPI:
     app = FastAPI(title="aftersales", version="0.2.0")
     errors.install(app)
+    from aftersales.api_surveys import router as surveys  # CB-3 online survey (issue 7)
+
+    app.include_router(surveys)
     max_bytes = get_settings().api_max_body_bytes
 
     @app.get("/health")

@@ -290,3 +290,49 @@ class ComplaintClose(Form):
     tracking: str = Field(default="", max_length=4000, description="implementation tracking")
     theme: str = Field(default="", max_length=120, description="the complaint's theme (CMP-4)")
     root_cause: str = Field(default="", max_length=2000)
+
+
+# ---------------------------------------------------------------- callback (§5)
+class Survey(Form):
+    """CB-3: the satisfaction survey (seed 004 §四(三)), each dimension 1-5, and the open question."""
+
+    attitude: Score = Field(ge=1, le=5, description="服务态度 service attitude, 1-5")
+    efficiency: Score = Field(ge=1, le=5, description="解决效率 resolution efficiency, 1-5")
+    effectiveness: Score = Field(ge=1, le=5, description="方案效果 solution effectiveness, 1-5")
+    answer: str = Field(default="", max_length=4000, description="the open question")
+
+    @property
+    def satisfaction_0_10(self) -> float:
+        return round((self.attitude + self.efficiency + self.effectiveness) / 3 * 2, 2)
+
+    @property
+    def low(self) -> bool:
+        """Any dimension at 2 or below opens a complaint linked to the ticket."""
+        return min(self.attitude, self.efficiency, self.effectiveness) <= 2
+
+
+class CallResult(Form):
+    """CB-2/CB-3: the callback: reached or not; when reached, the survey."""
+
+    caller: str = Field(min_length=1, max_length=120)
+    called_at: datetime | None = None
+    reached: bool
+    attitude: Score | None = Field(default=None, ge=1, le=5, description="服务态度 1-5")
+    efficiency: Score | None = Field(default=None, ge=1, le=5, description="解决效率 1-5")
+    effectiveness: Score | None = Field(default=None, ge=1, le=5, description="方案效果 1-5")
+    answer: str = Field(default="", max_length=4000)
+
+    @model_validator(mode="after")
+    def _survey_when_reached(self) -> CallResult:
+        scores = (self.attitude, self.efficiency, self.effectiveness)
+        if self.reached and any(s is None for s in scores):
+            raise ValueError(
+                "attitude, efficiency, effectiveness: all three are required when reached"
+            )
+        return self
+
+    def survey(self) -> Survey | None:
+        if not self.reached:
+            return None
+        return Survey(attitude=self.attitude, efficiency=self.efficiency,  # type: ignore[arg-type]
+                      effectiveness=self.effectiveness, answer=self.answer)  # type: ignore[arg-type]  # fmt: skip

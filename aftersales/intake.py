@@ -140,39 +140,55 @@ def accept_intake(
     received = payload.received_at or now
     if received > now + timedelta(minutes=5):
         raise IntakeError([("received_at", "is in the future (more than 5 minutes ahead of now)")])
-    key = payload.intake_key(received)
-    # INQ-CH-SOCIAL: a public social-media complaint becomes a complaint ticket (CMP-1)
-    sop = Sop.COMPLAINT if payload.is_public else Sop(payload.sop)
     with session_scope() as s:
-        if payload.customer_id and s.get(Customer, payload.customer_id) is None:
-            raise IntakeError(
-                [
-                    (
-                        "customer_id",
-                        f"no customer {payload.customer_id!r}; omit it or register the customer",
-                    )
-                ]
-            )
-        ticket, created = create_ticket(
-            s,
-            data=TicketCreate(
-                intake_key=key,
-                created_at=received,
-                sop=sop,
-                priority=initial_priority(payload),
-                **payload.model_dump(exclude={"intake_id", "received_at", "sop"}),
-            ),
-        )
-        if created:
-            steps.complete(s, deadlines=ctx, sop=steps.TICKET_SOP, step="intake",
-                           ticket_id=ticket.id, now=received, actor=str(payload.channel))  # fmt: skip
-            steps.queue_start(s, sop=str(sop), ticket=ticket, now=now)
-        tid = ticket.id
-    event = steps.START_EVENTS[str(sop)] if created else None
+        ticket, created = store_intake(s, payload, deadlines=ctx, now=now)
+        tid, sop = ticket.id, str(ticket.sop)
+    event = steps.START_EVENTS[sop] if created else None
     if created and send is not None:
         try:
             send(now=now, ticket_id=tid)
         except Exception as exc:  # noqa: BLE001 - stored: the SLA service sends it later
             log.warning("start event of %s left for the SLA service: %s", tid, exc)
     log.info("intake %s -> ticket %s (%s)", payload.channel, tid, "new" if created else "duplicate")
-    return IntakeResult(ticket_id=tid, created=created, sop=str(sop), event=event)
+    return IntakeResult(ticket_id=tid, created=created, sop=sop, event=event)
+
+
+def store_intake(
+    session: Any,
+    payload: IntakePayload,
+    *,
+    deadlines: Deadlines,
+    now: datetime,
+    parent_ticket_id: str | None = None,
+) -> tuple[Any, bool]:
+    """In the caller's transaction: the ticket, its ``intake`` step and its SOP's start
+    event (used by :func:`accept_intake`, and by a low callback score opening a linked
+    complaint). Returns (ticket, created)."""
+    received = payload.received_at or now
+    # INQ-CH-SOCIAL: a public social-media complaint becomes a complaint ticket (CMP-1)
+    sop = Sop.COMPLAINT if payload.is_public else Sop(payload.sop)
+    if payload.customer_id and session.get(Customer, payload.customer_id) is None:
+        raise IntakeError(
+            [
+                (
+                    "customer_id",
+                    f"no customer {payload.customer_id!r}; omit it or register the customer",
+                )
+            ]
+        )
+    ticket, created = create_ticket(
+        session,
+        data=TicketCreate(
+            intake_key=payload.intake_key(received),
+            created_at=received,
+            sop=sop,
+            priority=initial_priority(payload),
+            parent_ticket_id=parent_ticket_id,
+            **payload.model_dump(exclude={"intake_id", "received_at", "sop"}),
+        ),
+    )
+    if created:
+        steps.complete(session, deadlines=deadlines, sop=steps.TICKET_SOP, step="intake",
+                       ticket_id=ticket.id, now=received, actor=str(payload.channel))  # fmt: skip
+        steps.queue_start(session, sop=str(sop), ticket=ticket, now=now)
+    return ticket, created

@@ -208,6 +208,16 @@ class Complaints(BaseModel):
     recurring_threshold: int = Field(default=2, ge=2)
 
 
+class Callbacks(BaseModel):
+    """CB-2: a customer not reached is called again on the next working day, at most
+    ``max_attempts`` times, then recorded unreachable; an online survey link lasts
+    ``survey_days``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    survey_days: float = Field(default=7, gt=0)
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -217,6 +227,7 @@ class Profile(BaseModel):
     targets: Targets = Targets()
     escalations: Escalations = Escalations()
     complaints: Complaints = Complaints()
+    callbacks: Callbacks = Callbacks()
     rules: dict[str, Rule]
 
     def rule(self, rule_id: str) -> Rule:
@@ -330,6 +341,7 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
             "reminders": {**base.get("reminders", {}), **data.get("reminders", {})},
             "escalations": {**base.get("escalations", {}), **data.get("escalations", {})},
             "complaints": {**base.get("complaints", {}), **data.get("complaints", {})},
+            "callbacks": {**base.get("callbacks", {}), **data.get("callbacks", {})},
         }
     else:
         data = {**data, "rules": rules}

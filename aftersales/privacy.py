@@ -28,6 +28,7 @@ __all__ = [
     "install_log_masking",
     "luhn_valid",
     "mask_address",
+    "mask_name",
     "mask_bank_card",
     "mask_email",
     "mask_id_number",
@@ -154,6 +155,17 @@ def mask_address(s: str) -> str:
     if any(ch.isdigit() for ch in first):
         return "***"
     return f"{first} ***" if rest else first
+
+
+def mask_name(s: str) -> str:
+    """Mask a person's name for a group channel or a report: the family name stays
+    (``张伟`` -> ``张*``, ``Li Na`` -> ``L. *``)."""
+    s = str(s).strip()
+    if not s:
+        return s
+    if _CJK.search(s[0]):
+        return s[0] + "*" * max(1, len(s) - 1)
+    return f"{s[0]}. *"
 
 
 def mask_email(s: str) -> str:

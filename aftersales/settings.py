@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     notify_backoff_seconds: float = 2.0
     # Apprise connect and read timeout of one delivery (cto/rto on the URL)
     notify_timeout_seconds: float = 4.0
+    # where customers reach the survey endpoint (POST /surveys/{token}), for survey links
+    public_base_url: str = "http://127.0.0.1:8088"
+    # at most this many callback runs at once (a month of completions never floods the box)
+    callback_concurrency: int = 4
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
     # the HTTP API refuses a request body larger than this (413, code payload_too_large)

@@ -56,6 +56,7 @@ START_EVENTS = {
     "inquiry": "aftersales.inquiry.received",
     "repair": "aftersales.repair.requested",
     "complaint": "aftersales.complaint.received",
+    "callback": "aftersales.callback.requested",
     "escalation": "aftersales.escalation.opened",
 }
 STEP_COMPLETED_EVENT = "aftersales.step.completed"
@@ -97,6 +98,8 @@ class StepContext:
     deadlines: Deadlines
     escalation: Escalation | None = None
     actor: str = ""
+    # values the step's messages may use that are not stored (a one-time survey link)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     def reported(self, at: datetime | None) -> datetime:
         """A time the channel or the person reports, trusted between submission and now."""
@@ -112,6 +115,7 @@ class StepOutcome:
     done: bool = True
     reason: str = ""
     at: datetime | None = None
+    value: str | None = None  # what the flow branches on (the callback's method …)
 
 
 Apply = Callable[[StepContext], StepOutcome]
@@ -204,30 +208,10 @@ TICKET = SopSpec(
 )
 
 
-def _declared(name: str, title: str, rows: tuple[tuple[str, str, str], ...]) -> SopSpec:
-    """An SOP declared for its clauses (step id, role, summary), with no flow deployed yet."""
-    return SopSpec(
-        name=name,
-        title=f"{title} (not deployed yet)",
-        runnable=False,
-        steps=tuple(Step(id=s, role=r, summary=t) for s, r, t in rows),
-    )
-
-
-CALLBACK = _declared(
-    "callback",
-    "callback plan",
-    (
-        ("plan", "handler", "CB-1: the month's callback plan"),
-        ("call", "handler", "CB-2/CB-3: callback made and result recorded"),
-        ("second-call", "handler", "CB-2: VIP second callback"),
-    ),
-)
-
-
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, SopSpec]:
     """Every SOP's declared steps, by SOP name (imported lazily: no Prefect)."""
+    from tasks.callback import CALLBACK
     from tasks.complaint import COMPLAINT
     from tasks.escalation import ESCALATION
     from tasks.inquiry import INQUIRY
@@ -469,6 +453,7 @@ class StepResult:
     closed: bool = False
     handed_over: str | None = None
     already: bool = False  # recorded before (a re-run or a duplicate submission)
+    value: str | None = None
 
 
 def _clamp(at: datetime | None, *, now: datetime, floor: datetime) -> datetime:
@@ -561,7 +546,7 @@ def complete(
     if resumed:
         sla.resume(session, ctx=deadlines, ticket_id=ticket_id, at=now, rule_ids=pausable)
     _send_messages(session, st=st, sop=sop, key=key, ticket=ticket, escalation=escalation,
-                   values=values, form=form, now=now, instance=instance)  # fmt: skip
+                   values=values, form=form, now=now, instance=instance, extra=sc.outputs)  # fmt: skip
     opened = []
     if not closed:
         for rule in profile.started_by(ref):
@@ -616,7 +601,7 @@ def complete(
     return StepResult(
         sop, step, key, ticket_id, done=True, at=at, form=form,
         armed=tuple(armed), stopped=tuple(stopped), escalations=tuple(opened),
-        paused=paused, resumed=resumed, closed=closed, handed_over=handed,
+        paused=paused, resumed=resumed, closed=closed, handed_over=handed, value=outcome.value,
     )  # fmt: skip
 
 
@@ -678,6 +663,7 @@ def _send_messages(
     form: Form | None,
     now: datetime,
     instance: int,
+    extra: Mapping[str, Any],
 ) -> None:
     from aftersales.sla import enqueue_notification, ticket_context
 
@@ -692,6 +678,7 @@ def _send_messages(
                 k: ("-" if v is None else v) for k, v in (form.model_dump() if form else {}).items()
             },
             "step": st.id,
+            **extra,
         }
         if escalation is not None:
             context |= {"level": escalation.level, "reason": escalation.reason,

@@ -17,6 +17,7 @@ DEPLOYMENTS = {
     "inquiry": ("flows.inquiry:inquiry", START_EVENTS["inquiry"], ["sop:inquiry"]),
     "repair-dispatch": ("flows.repair:repair_dispatch", START_EVENTS["repair"], ["sop:repair"]),
     "complaint": ("flows.complaint:complaint", START_EVENTS["complaint"], ["sop:complaint"]),
+    "callback": ("flows.callback:callback", START_EVENTS["callback"], ["sop:callback"]),
     "escalation": ("flows.escalation:escalation", START_EVENTS["escalation"], ["sop:escalation"]),
 }
 # the flow parameters each start event fills from its payload
@@ -34,6 +35,8 @@ REPORT_TIMEZONE = "Asia/Shanghai"
 SCHEDULED = {
     "quality-evaluation": ("flows.quality:quality_evaluation", "0 6 1 * *", ["report:quality"]),
     "speed-diagnosis": ("flows.quality:speed_diagnosis", "0 7 1 * *", ["report:speed"]),
+    # CB-1: the month's callback plan (repairs completed last month, VIP customers)
+    "callback-plan": ("flows.callback:callback_plan", "0 8 1 * *", ["sop:callback"]),
     # CMP-4: the previous month's recurring complaint themes, for the CS manager
     "service-improvement": (
         "flows.improvement:service_improvement",
@@ -41,6 +44,14 @@ SCHEDULED = {
         ["report:improvement"],
     ),
 }
+
+
+def concurrency_limit(name: str) -> int | None:
+    """How many runs of a deployment may run at once: a month of callbacks is queued
+    (``AFTERSALES_CALLBACK_CONCURRENCY``), never started all at once."""
+    from aftersales.settings import get_settings
+
+    return get_settings().callback_concurrency if name == "callback" else None
 
 
 def trigger_for(event: str) -> DeploymentEventTrigger:
@@ -60,7 +71,14 @@ def build_deployments() -> list:
     for name, (path, event, tags) in DEPLOYMENTS.items():
         mod, attr = path.split(":")
         fl = getattr(import_module(mod), attr)
-        out.append(fl.to_deployment(name=name, tags=tags, triggers=[trigger_for(event)]))
+        out.append(
+            fl.to_deployment(
+                name=name,
+                tags=tags,
+                triggers=[trigger_for(event)],
+                concurrency_limit=concurrency_limit(name),
+            )
+        )
     from prefect.schedules import Cron
 
     for name, (path, cron, tags) in SCHEDULED.items():

@@ -280,6 +280,31 @@ class Complaint(SQLModel, table=True):
     theme: str | None = Field(default=None, max_length=120)
 
 
+# ---------------------------------------------------------------- callbacks (§5)
+class Callback(SQLModel, table=True):
+    """One customer's callback (CB-2/CB-3) for a ticket: how, the attempts, the survey.
+    ``plan_month`` is set when the monthly plan (CB-1) listed it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40, unique=True)
+    customer_id: str | None = Field(default=None, max_length=64, index=True)
+    method: str = Field(default="phone", max_length=20)  # phone | online
+    reason: str = Field(default="repair", max_length=20)  # repair | vip
+    plan_month: str | None = Field(default=None, max_length=7)
+    attempts: int = 0
+    reached_at: datetime | None = Field(default=None, sa_column=_ts())
+    unreachable: bool = False
+    attitude: int | None = None
+    efficiency: int | None = None
+    effectiveness: int | None = None
+    answer: str | None = None
+    second_call_at: datetime | None = Field(default=None, sa_column=_ts())
+    complaint_ticket_id: str | None = Field(default=None, max_length=40)
+    survey_token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    survey_expires_at: datetime | None = Field(default=None, sa_column=_ts())
+    survey_used_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
 # ---------------------------------------------------------------- SLA clocks
 class SlaClock(SQLModel, table=True):
     """One row per armed deadline. ``next_fire_at`` is the only column the clock

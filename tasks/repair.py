@@ -22,7 +22,7 @@ from aftersales.forms import (
 )
 from aftersales.settings import get_settings
 from aftersales.sla import enqueue_notification, ticket_context
-from aftersales.steps import Message, Refusal, SopSpec, Step, StepContext, StepOutcome
+from aftersales.steps import Handover, Message, Refusal, SopSpec, Step, StepContext, StepOutcome
 from models.entities import Customer, Engineer, Skill, TicketStatus, WorkOrder
 from models.repository import available_engineers, get_work_order
 
@@ -348,6 +348,7 @@ REPAIR = SopSpec(
             apply=confirmation,
             check=confirmation_check,
             messages=(Message("repair_confirmation", "customer"),),
+            hand_over=Handover("callback"),  # CB-2: the callback starts with the completion
         ),
     ),
 )

@@ -106,6 +106,7 @@ SAMPLE: dict[str, Any] = {
     "complaints": 12,
     "recurring": 2,
     "report": "## X200 / power board — 3 complaints",
+    "survey_url": "https://service.example.com/surveys/abc123",
     # installation projects (INS-11)
     "customer_signer": "张伟",
     "engineer_signer": "王工",

@@ -86,13 +86,21 @@ def test_static_check_names_the_rule_and_field_it_breaks(
     assert message in str(err.value)
 
 
-def test_a_clock_only_an_undeployed_sop_stops_is_never_armed_CB_2() -> None:
-    """CB-2 is met by the callback SOP's call step; until that SOP runs it stays dormant
-    (REP-4 records the completion time, no clock nothing can stop)."""
+def test_a_clock_only_an_undeployed_sop_stops_is_never_armed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While an SOP is declared but not deployed (as the callback SOP was before issue 7),
+    a clock only it stops stays dormant: nothing nobody can stop is ever armed."""
+    import dataclasses
+
     profile = load_profile("default")
+    assert steps.can_end(profile.rule("CB-2:ordinary"))  # the callback SOP runs
+    assert steps.can_end(profile.rule("ESC-TIMEOUT:urgent"))  # a hard limit
+    undeployed = {
+        **steps.catalogue(),
+        "callback": dataclasses.replace(steps.catalogue()["callback"], runnable=False),
+    }
+    monkeypatch.setattr(steps, "catalogue", lambda: undeployed)
     assert not steps.can_end(profile.rule("CB-2:ordinary"))
     assert steps.can_end(profile.rule("REP-2:same-city"))
-    assert steps.can_end(profile.rule("ESC-TIMEOUT:urgent"))  # a hard limit
 
 
 def test_every_step_reference_of_every_rule_resolves_and_every_form_step_is_reachable() -> None:
@@ -312,12 +320,12 @@ def test_a_diagnosis_over_1000_CNY_opens_an_important_escalation_to_the_CS_manag
     assert {k.rule_id: k.state for k in clocks_for_instance(tid, esc[0].id)}[
         "ESC-IMPORTANT:within"
     ] == ClockState.MET
-    # REP-4 resolves the ticket: the 24 h clock stops; CB-2 is not armed (no callback SOP yet)
+    # REP-4 resolves the ticket: the 24 h clock stops; CB-2 starts (the callback SOP)
     do(ctx, tid, "repair", "confirmation", at + timedelta(hours=3), forms.Confirmation(
         test_passed=True, customer_signed=True, signer="张伟", device_status="ok", test_report="ok"))  # fmt: skip
     states = {k.rule_id: k.state for k in clocks_for_instance(tid, esc[0].id)}
     assert states["ESC-IMPORTANT:resolution"] == ClockState.MET
-    assert not {"CB-2:ordinary", "CB-2:vip-second"} & set(clocks(tid))
+    assert {"CB-2:ordinary", "CB-2:vip-second"} <= set(clocks(tid))  # C-1001 is a VIP
 
 
 def clocks_for_instance(tid: str, instance: int) -> list[SlaClock]:

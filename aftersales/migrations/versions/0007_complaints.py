@@ -1,5 +1,6 @@
-"""complaints (issue 7): the complaint record (表4) and its outcome; customer-history
-indexes for ESC-IMPORTANT's second complaint; a ticket's parent ticket.
+"""complaints and callbacks (issue 7): the complaint record (表4) and its outcome;
+customer-history indexes for ESC-IMPORTANT's second complaint; a ticket's parent
+ticket; the callback record (CB-2/CB-3) with its one-time survey token hash.
 
 Revision ID: 0007
 Revises: 0006
@@ -55,6 +56,32 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("ticket_id"),
     )
+    op.create_table(
+        "callback",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", S(length=40), nullable=False),
+        sa.Column("customer_id", S(length=64), nullable=True),
+        sa.Column("method", S(length=20), nullable=False),
+        sa.Column("reason", S(length=20), nullable=False),
+        sa.Column("plan_month", S(length=7), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("reached_at", TS, nullable=True),
+        sa.Column("unreachable", sa.Boolean(), nullable=False),
+        sa.Column("attitude", sa.Integer(), nullable=True),
+        sa.Column("efficiency", sa.Integer(), nullable=True),
+        sa.Column("effectiveness", sa.Integer(), nullable=True),
+        sa.Column("answer", S(), nullable=True),
+        sa.Column("second_call_at", TS, nullable=True),
+        sa.Column("complaint_ticket_id", S(length=40), nullable=True),
+        sa.Column("survey_token_hash", S(length=64), nullable=True),
+        sa.Column("survey_expires_at", TS, nullable=True),
+        sa.Column("survey_used_at", TS, nullable=True),
+        sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("ticket_id"),
+        sa.UniqueConstraint("survey_token_hash"),
+    )
+    op.create_index("ix_callback_customer_id", "callback", ["customer_id"])
     with op.batch_alter_table("ticket") as b:
         b.add_column(sa.Column("parent_ticket_id", S(length=40), nullable=True))
         b.create_index("ix_ticket_customer_history", ["customer_id", "created_at"])
@@ -66,4 +93,6 @@ def downgrade() -> None:
         b.drop_index("ix_ticket_contact_history")
         b.drop_index("ix_ticket_customer_history")
         b.drop_column("parent_ticket_id")
+    op.drop_index("ix_callback_customer_id", "callback")
+    op.drop_table("callback")
     op.drop_table("complaint")

@@ -1,0 +1,64 @@
+"""``POST /surveys/{token}``: a customer answers the online callback survey (CB-3).
+
+The link's token is one-time and expires (``callbacks.survey_days``); only its hash is
+stored. An unknown token answers 404, a used or expired one 410, a bad answer 422
+naming the field — and nothing is stored in any of these cases. A good answer resumes
+the callback run waiting for it (202: the run records it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlmodel import select
+
+from aftersales.clock import get_clock
+from aftersales.forms import Survey
+from models.db import session_scope
+from models.entities import Callback
+
+router = APIRouter()
+
+
+def _error(status: int, code: str, field: str, rule: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"code": code, "errors": [{"field": field, "rule": rule}]}
+    )
+
+
+@router.post("/surveys/{token}")
+def answer_survey(token: str, data: dict[str, Any] = Body(...)) -> JSONResponse:  # noqa: B008
+    from aftersales.humansteps import resume_step
+    from aftersales.steps import StepError
+    from tasks.callback import token_hash
+
+    now = get_clock().now()
+    with session_scope() as s:
+        cb = s.exec(select(Callback).where(Callback.survey_token_hash == token_hash(token))).first()
+        if cb is None:
+            return _error(404, "survey_unknown", "token", "no survey has this link")
+        if cb.survey_used_at is not None:
+            return _error(410, "survey_used", "token", "this survey was already answered")
+        if cb.survey_expires_at is None or cb.survey_expires_at <= now:
+            return _error(410, "survey_expired", "token", "this survey link has expired")
+        ticket_id = cb.ticket_id
+    try:
+        Survey.model_validate(data)
+    except ValidationError as exc:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "code": "invalid_survey",
+                "errors": [
+                    {"field": ".".join(str(x) for x in e["loc"]) or "(form)", "rule": e["msg"]}
+                    for e in exc.errors()
+                ],
+            },
+        )
+    try:
+        resume_step(ticket_id, "survey", data)
+    except StepError as exc:
+        return _error(409, "survey_not_waiting", "token", str(exc))
+    return JSONResponse(status_code=202, content={"ticket_id": ticket_id, "status": "accepted"})
