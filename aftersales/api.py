@@ -129,7 +129,11 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
             raise ApiError("invalid_intake", exc.errors) from None
         return JSONResponse(status_code=201 if result.created else 200, content=result.model_dump())
 
-    @app.get("/queue", response_model=list[QueueRow], responses=errors.responses(*COMMON, "invalid_parameter"))
+    @app.get(
+        "/queue",
+        response_model=list[QueueRow],
+        responses=errors.responses(*COMMON, "invalid_parameter"),
+    )
     def queue(
         role: Role | None = Query(None, description="only the steps of this role"),
         sop: str | None = Query(None, description="only this SOP (inquiry, repair, escalation …)"),
@@ -138,7 +142,8 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
     ) -> list[QueueRow]:
         if sop is not None and sop not in catalogue():
             raise ApiError(
-                "invalid_parameter", [("sop", f"unknown SOP {sop!r}; known: {', '.join(catalogue())}")]
+                "invalid_parameter",
+                [("sop", f"unknown SOP {sop!r}; known: {', '.join(catalogue())}")],
             )
         return queue_rows(QueueFilter(role=role, sop=sop, state=state), limit)
 
@@ -157,8 +162,15 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
         "/tickets/{ticket_id}/steps/{step}",
         response_model=Resumed,
         responses=errors.responses(
-            *BODY, *COMMON, "not_waiting", "step_done", "not_resumed", "invalid_form", "refused",
-            "invalid_parameter", "prefect_unavailable",
+            *BODY,
+            *COMMON,
+            "not_waiting",
+            "step_done",
+            "not_resumed",
+            "invalid_form",
+            "refused",
+            "invalid_parameter",
+            "prefect_unavailable",
         ),  # fmt: skip
         openapi_extra=_body({"anyOf": [_ref(f) for f in _forms()]}),
     )

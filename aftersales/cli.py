@@ -25,14 +25,64 @@ app.add_typer(privacy_app, name="privacy")
 @app.callback()
 def _main() -> None:
     """After-sales service SOPs on Prefect."""
+    from aftersales.discovery import use_found_prefect
     from aftersales.privacy import install_log_masking
 
     install_log_masking(("aftersales", "prefect", "uvicorn"))
+    use_found_prefect()  # PREFECT_API_URL, else the running `aftersales up`; never ephemeral
 
 
 def _fail(msg: str, code: int = 2) -> None:
     typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+def _fail_all(problems: list[tuple[str, str]]) -> None:
+    """One line per problem (``error: field: rule``), exit 2."""
+    for f, r in problems:
+        typer.secho(f"error: {f}: {r}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+def _read_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from bytes that must be UTF-8; exit 2 naming what is wrong."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(f"{what}: is not UTF-8 (byte {exc.start}: {exc.reason}); save it as UTF-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{what}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    if not isinstance(data, dict):
+        _fail(f"{what}: must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _post_to_server(path: str, data: dict[str, Any]) -> Any | None:
+    """POST to the running ``aftersales up`` (found by its server.json) and return the
+    response, or None when there is none (the command then does the work itself)."""
+    from aftersales.discovery import project_api_url
+
+    url = project_api_url()
+    if url is None:
+        return None
+    import httpx
+
+    try:
+        return httpx.post(f"{url}{path}", json=data, timeout=30)
+    except httpx.HTTPError:
+        return None
+
+
+def _answer(resp: Any) -> dict[str, Any]:
+    """A server answer: its JSON on success; the one error shape printed and exit 2."""
+    body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+    if resp.status_code < 400:
+        return body
+    errors = body.get("errors") if isinstance(body, dict) else None
+    _fail_all([(e["field"], e["rule"]) for e in errors] if errors else [("server", resp.text[:300])])
+    return {}
 
 
 # ------------------------------------------------------------------ deadline
@@ -117,20 +167,20 @@ def intake(
         bool, typer.Option("--no-event", help="store only; the SLA service sends the start event")
     ] = False,
 ) -> None:
-    """Open a ticket from an intake (phone, online, email, social) and start its SOP."""
-    from aftersales.clock import get_clock
-    from aftersales.intake import IntakeError, accept_intake, parse_payload
-    from aftersales.runtime import deadlines, send_outbox_events
-    from models.db import init_db
-
+    """Open a ticket from an intake (phone, online, email, social) and start its SOP.
+    With `aftersales up` running, the intake goes to its endpoint (fast); otherwise it is
+    stored here and its start event sent when a Prefect server is found."""
     data: dict[str, Any]
     if payload_file is not None:
-        raw = sys.stdin.read() if str(payload_file) == "-" else payload_file.read_text()
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            _fail(f"--payload: not JSON ({exc})")
-            return
+        if str(payload_file) == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            try:
+                raw = payload_file.read_bytes()
+            except OSError as exc:
+                _fail(f"--payload: cannot read {payload_file}: {exc.strerror}")
+                return
+        data = _read_json_object(raw, f"--payload {payload_file}")
     else:
         data = {
             k: v
@@ -150,24 +200,34 @@ def intake(
             }.items()
             if v is not None
         }
+    if not no_event:
+        resp = _post_to_server("/intake", data)
+        if resp is not None:
+            typer.echo(json.dumps(_answer(resp)))
+            return
+    from aftersales.clock import get_clock
+    from aftersales.discovery import prefect_api_url
+    from aftersales.intake import IntakeError, accept_intake, parse_payload
+    from aftersales.runtime import deadlines, send_outbox_events
+    from models.db import init_db
+
     try:
         payload = parse_payload(data)
     except IntakeError as exc:
-        for f, r in exc.errors:
-            typer.secho(f"error: {f}: {r}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
+        _fail_all(exc.errors)
     init_db()
+    send = None if no_event or prefect_api_url() is None else send_outbox_events
     try:
-        result = accept_intake(
-            payload,
-            ctx=deadlines(),
-            now=get_clock().now(),
-            send=None if no_event else send_outbox_events,
-        )
+        result = accept_intake(payload, ctx=deadlines(), now=get_clock().now(), send=send)
     except IntakeError as exc:
-        for f, r in exc.errors:
-            typer.secho(f"error: {f}: {r}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
+        _fail_all(exc.errors)
+        return
+    if send is None and result.created and not no_event:
+        typer.secho(
+            "note: no Prefect server found; the start event is stored and the SLA service "
+            "sends it (`aftersales up`, or export PREFECT_API_URL)",
+            err=True,
+        )
     typer.echo(json.dumps(result.model_dump()))
 
 
@@ -180,12 +240,18 @@ def resume(
         list[str] | None, typer.Option("--set", help="field=value (JSON values allowed)")
     ] = None,
     input_json: Annotated[str | None, typer.Option("--input", help="the form as JSON")] = None,
+    escalation: Annotated[
+        int | None, typer.Option(help="which escalation, when several wait for the step")
+    ] = None,
 ) -> None:
-    """Submit a human step's form and resume the ticket's waiting run."""
-    from aftersales.humansteps import resume_step
-    from aftersales.steps import StepError
-
-    data: dict[str, Any] = json.loads(input_json) if input_json else {}
+    """Submit a human step's form and resume the ticket's waiting run. The form and the
+    ticket's state are checked first: a bad value exits 2 naming the field, and the run
+    keeps waiting."""
+    data: dict[str, Any] = (
+        _read_json_object(input_json.encode("utf-8", "surrogateescape"), "--input")
+        if input_json
+        else {}
+    )
     for item in field or []:
         if "=" not in item:
             _fail(f"--set: {item!r} is not field=value")
@@ -194,36 +260,110 @@ def resume(
             data[k] = json.loads(v)
         except json.JSONDecodeError:
             data[k] = v
+    path = f"/tickets/{ticket_id}/steps/{step}" + (
+        f"?escalation={escalation}" if escalation is not None else ""
+    )
+    resp = _post_to_server(path, data)
+    if resp is not None:
+        typer.echo(json.dumps(_answer(resp)))
+        return
+    from aftersales.humansteps import ResumeRefused, resume_step
+
     try:
-        run_id = resume_step(ticket_id, step, data)
-    except (StepError, LookupError) as exc:
+        run_id = resume_step(ticket_id, step, data, escalation_id=escalation)
+    except ResumeRefused as exc:
+        _fail_all([(p.field, p.rule) for p in exc.problems])
+        return
+    except LookupError as exc:
         _fail(str(exc))
         return
-    typer.echo(json.dumps({"ticket_id": ticket_id, "step": step, "flow_run_id": run_id}))
+    typer.echo(
+        json.dumps(
+            {"ticket_id": ticket_id, "step": step, "flow_run_id": run_id, "status": "resumed"}
+        )
+    )
 
 
 @app.command()
-def ticket(ticket_id: str) -> None:
-    """Show a ticket (personal data masked), its clocks and what it waits for."""
+def ticket(
+    ticket_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Show a ticket (personal data masked): the step it waits for with its form fields
+    and valid choices, its clocks, escalations and notifications, in the configured zone."""
+    from aftersales.clock import get_clock
+    from aftersales.runtime import deadlines
+    from aftersales.tickets import as_text, ticket_view
     from models.db import session_scope
-    from models.entities import SlaClockPublic, TicketPublic
-    from models.repository import NotFoundError, clocks_for, get_ticket
+    from models.repository import NotFoundError
 
+    tz = deadlines().calendar.tz
     try:
         with session_scope() as s:
-            t = TicketPublic.model_validate(
-                get_ticket(s, ticket_id=ticket_id), from_attributes=True
-            )
-            clocks = [
-                SlaClockPublic.model_validate(c, from_attributes=True)
-                for c in clocks_for(s, ticket_id=ticket_id)
-            ]
+            view = ticket_view(s, ticket_id=ticket_id, tz=tz, now=get_clock().now())
     except NotFoundError as exc:
         _fail(str(exc))
         return
-    typer.echo(t.model_dump_json(indent=2))
-    for c in clocks:
-        typer.echo(f"  {c.rule_id:<28} {c.state:<9} due {c.due_at}")
+    if as_json:
+        typer.echo(view.model_dump_json(indent=2))
+        return
+    for line in as_text(view):
+        typer.echo(line)
+
+
+@app.command()
+def queue(
+    role: Annotated[str | None, typer.Option(help="only this role's steps (handler, engineer …)")] = None,
+    sop: Annotated[str | None, typer.Option(help="only this SOP (inquiry, repair, escalation …)")] = None,
+    breached: Annotated[bool, typer.Option("--breached", help="only past their deadline")] = False,
+    at_risk: Annotated[bool, typer.Option("--at-risk", help="only reminded (REM-1)")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many rows")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list")] = False,
+) -> None:
+    """Every ticket waiting on a person: the step, who, since when, the next due time and
+    its state, soonest first (from the project database: works while Prefect is down)."""
+    from aftersales.settings import ROLES
+    from aftersales.steps import catalogue
+
+    problems = []
+    if breached and at_risk:
+        problems.append(("--breached/--at-risk", "give one of them, not both"))
+    if role is not None and role not in ROLES:
+        problems.append(("--role", f"unknown role {role!r}; known: {', '.join(ROLES)}"))
+    if sop is not None and sop not in catalogue():
+        problems.append(("--sop", f"unknown SOP {sop!r}; known: {', '.join(catalogue())}"))
+    if problems:
+        _fail_all(problems)
+    from aftersales.api import queue_rows
+    from aftersales.queue import QueueFilter
+    from aftersales.runtime import deadlines
+
+    state = "breached" if breached else "at-risk" if at_risk else None
+    rows = queue_rows(QueueFilter(role=role, sop=sop, state=state), limit)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in rows], ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("nobody has a step to take")
+        return
+    head = ("TICKET", "SOP", "STEP", "WHO", "SINCE", "NEXT DUE", "RULE", "STATE")
+    body = [
+        (
+            r.ticket_id,
+            r.sop + (f"#{r.escalation_id}" if r.escalation_id else ""),
+            r.step,
+            f"{r.role} ({r.person})" if r.person else r.role,
+            r.since,
+            r.next_due or "-",
+            r.rule or "-",
+            r.state,
+        )
+        for r in rows
+    ]
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
+    for line in (head, *body):
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    typer.echo(f"({len(rows)} waiting; times in {deadlines().calendar.tz})")
 
 
 # ------------------------------------------------------------------ clock / db / policy

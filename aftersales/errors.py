@@ -61,7 +61,9 @@ class ApiError(Exception):
         super().__init__("; ".join(f"{f}: {r}" for f, r in errors))
 
 
-def error_response(code: str, errors: list[tuple[str, str]], status: int | None = None) -> JSONResponse:
+def error_response(
+    code: str, errors: list[tuple[str, str]], status: int | None = None
+) -> JSONResponse:
     body = ErrorBody(code=code, errors=[ErrorItem(field=f, rule=r) for f, r in errors])
     return JSONResponse(status_code=status or CODES[code], content=body.model_dump())
 
@@ -147,7 +149,8 @@ async def json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(
-            "invalid_json", [("body", f"is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+            "invalid_json",
+            [("body", f"is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")],
         ) from None
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
@@ -156,7 +159,9 @@ async def json_body(request: Request, *, max_bytes: int) -> dict[str, Any]:
     if "\\u0000" in text.lower():
         raise ApiError("invalid_encoding", [("body", "contains a NUL character (\\u0000)")])
     if not isinstance(data, dict):
-        raise ApiError("invalid_json", [("body", f"must be a JSON object, got {type(data).__name__}")])
+        raise ApiError(
+            "invalid_json", [("body", f"must be a JSON object, got {type(data).__name__}")]
+        )
     return data
 
 

@@ -111,15 +111,11 @@ def waiting_step(ticket_id: str) -> list[tuple[str, str]]:
     return [(w.sop, w.step_key) for w in waiting(ticket_id)]
 
 
-def _pick(
-    ticket_id: str, step: str, runs: list[Waiting], escalation_id: int | None
-) -> Waiting:
+def _pick(ticket_id: str, step: str, runs: list[Waiting], escalation_id: int | None) -> Waiting:
     exact = [w for w in runs if w.step_key == step]
     by_step = [w for w in runs if w.step == step]
     found = [
-        w
-        for w in (exact or by_step)
-        if escalation_id is None or w.escalation_id == escalation_id
+        w for w in (exact or by_step) if escalation_id is None or w.escalation_id == escalation_id
     ]
     if found:
         return found[0]

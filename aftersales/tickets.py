@@ -153,7 +153,9 @@ def choices(session: Session, *, sop: str, step: str, ticket_id: str) -> list[Ch
     return []
 
 
-def ticket_view(session: Session, *, ticket_id: str, tz: Any, now: datetime | None = None) -> TicketView:
+def ticket_view(
+    session: Session, *, ticket_id: str, tz: Any, now: datetime | None = None
+) -> TicketView:
     """Everything about one ticket (personal data masked by ``TicketPublic``)."""
     t = get_ticket(session, ticket_id=ticket_id)
     waiting = []

@@ -8,6 +8,7 @@ receives and a script that plays the people with compressed time.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -17,6 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+
+from aftersales import discovery
 
 
 def _server_healthy(api: str) -> bool:
@@ -28,7 +31,7 @@ def _server_healthy(api: str) -> bool:
 
 def start_prefect_server(port: int) -> subprocess.Popen[bytes] | None:
     api = f"http://127.0.0.1:{port}/api"
-    os.environ.setdefault("PREFECT_API_URL", api)
+    os.environ["PREFECT_API_URL"] = api  # this process and its children use this server
     os.environ.setdefault("PREFECT_UI_API_URL", api)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -114,6 +117,14 @@ def run_up(demo: bool, port: int) -> None:
     )
     threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
     print(f"Intake endpoint: http://{s.intake_host}:{s.intake_port}/intake  (SLA clock running)")
+    info = discovery.ServerInfo(
+        pid=os.getpid(),
+        prefect_api_url=os.environ["PREFECT_API_URL"],
+        api_url=f"http://{s.intake_host}:{s.intake_port}",
+        database_url=s.resolved_database_url,
+    )
+    print(f"Commands find this system through {discovery.write(info)}")
+    atexit.register(discovery.remove, os.getpid())
     if demo:
 
         def _demo() -> None:
@@ -124,5 +135,6 @@ def run_up(demo: bool, port: int) -> None:
     try:
         serve_all()
     finally:
+        discovery.remove(os.getpid())
         if server is not None:
             server.terminate()

@@ -295,9 +295,9 @@ def sla_board(
     profile: Any = None,
     ticket_ids: list[str] | None = None,
 ) -> list[BoardRow]:
-    """The work queue and the sla-board, one query: for every open ticket, a row per run
-    waiting on a person (its SOP's and each open escalation's), or one row without a step;
-    soonest due first. The waiting step comes from the step records and the SOP's declared
+    """The work queue and the sla-board, one query: for every ticket not closed, a row per
+    run waiting on a person (its SOP's and each open escalation's), or, for an open ticket
+    nobody acts on, one row without a step; soonest due first. The waiting step comes from the step records and the SOP's declared
     order (:func:`aftersales.queue.waiting_for`), so it needs no Prefect server."""
     from aftersales.queue import ClockView, Scope, due_and_state, waiting_for
     from aftersales.steps import ref_of
@@ -307,7 +307,8 @@ def sla_board(
         from aftersales.runtime import deadlines
 
         profile = deadlines().profile
-    q = select(Ticket).where(Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]))
+    # a resolved ticket may still wait on a person (INQ-4 report, feedback; CMP-4 close)
+    q = select(Ticket).where(Ticket.status != TicketStatus.CLOSED)
     if ticket_ids is not None:
         q = q.where(Ticket.id.in_(ticket_ids))
     tickets = session.exec(q).all()
@@ -387,7 +388,10 @@ def sla_board(
                 )  # fmt: skip
             )
         waiting = [r for r in mine if r.step is not None]
-        rows += waiting or mine[:1]  # a ticket nobody acts on is on the board once
+        if waiting:
+            rows += waiting
+        elif t.status != TicketStatus.RESOLVED:  # an open ticket nobody acts on: once
+            rows += mine[:1]
     far = datetime.max.replace(tzinfo=UTC)
     rows.sort(key=lambda r: (r.next_due or far, r.ticket_id, r.escalation_id or 0))
     return rows[:limit]
