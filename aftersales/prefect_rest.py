@@ -63,13 +63,26 @@ class PrefectRest:
     def __exit__(self, *exc: object) -> None:
         self.client.close()
 
+    #: answers the Prefect server gives while it is busy (SQLite locked, overloaded);
+    #: Prefect's own client retries them the same way
+    RETRY_STATUS = (429, 502, 503)
+
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            return self.client.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise PrefectRestError(
-                f"the Prefect server at {self.url} did not answer ({type(exc).__name__}: {exc})"
-            ) from None
+        import time
+
+        delay = 0.5
+        for attempt in range(6):
+            try:
+                r = self.client.request(method, path, **kw)
+            except httpx.HTTPError as exc:
+                raise PrefectRestError(
+                    f"the Prefect server at {self.url} did not answer ({type(exc).__name__}: {exc})"
+                ) from None
+            if r.status_code not in self.RETRY_STATUS or attempt == 5:
+                return r
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+        return r
 
     def flow_run(self, run_id: str) -> RunState | None:
         r = self._call("GET", f"/flow_runs/{run_id}")
