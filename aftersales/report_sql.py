@@ -325,7 +325,8 @@ def parts(include_live: bool) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------ staged queries
 class Staged:
     """A query built in fenced stages: each stage selects the previous one's columns plus
-    new ones computed from them, so each new value is computed once per row."""
+    new ones computed from them, so each new value is computed once per row. The stages
+    are CTEs (flat SQL text: SQLite's parser refuses deeply nested subqueries)."""
 
     def __init__(self, base: Any) -> None:
         self.sub = base
@@ -340,13 +341,17 @@ class Staged:
             return
         self._n += 1
         c = self.sub.c
-        self.sub = fence(select(*c, *[fn(c).label(name) for name, fn in cols.items()])).subquery(
+        self.sub = fence(select(*c, *[fn(c).label(name) for name, fn in cols.items()])).cte(
             f"stage{self._n}"
         )
 
 
+Expr = Callable[[Cols], ColumnElement[Any]]
+
+
 class Lookups:
-    """The two working-period lookups of a working-time deadline (one calendar)."""
+    """The two working-period lookups of a working-time deadline (one calendar), as
+    correlated index lookups per row: cheap when few rows of many need a deadline."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -379,8 +384,107 @@ class Lookups:
             .scalar_subquery()
         )
 
+    def add_pos(self, st: Staged, cols: dict[str, Expr]) -> None:
+        """Columns ``name = pos(at)`` (NULL where ``at`` is NULL)."""
+        st.add(
+            {
+                name: (lambda c, at=at: case((at(c).is_not(None), self.pos(at(c))), else_=null()))
+                for name, at in cols.items()
+            }
+        )
 
-Expr = Callable[[Cols], ColumnElement[Any]]
+    def add_due(self, st: Staged, cols: dict[str, Expr]) -> None:
+        """Columns ``name = due(target)`` (NULL where ``target`` is NULL)."""
+        st.add(
+            {
+                name: (lambda c, tg=tg: case((tg(c).is_not(None), self.due(tg(c))), else_=null()))
+                for name, tg in cols.items()
+            }
+        )
+
+
+class WindowLookups(Lookups):
+    """The same two lookups as one sorted merge of the rows with the working periods (an
+    as-of join written with running window aggregates): one sort instead of an index
+    lookup per row, cheaper when most rows of a stage need a deadline."""
+
+    def _merge(
+        self,
+        st: Staged,
+        name: str,
+        at: Expr,
+        period_t: str,
+        carried: dict[str, str],
+        *,
+        descending: bool,
+        value: Callable[[Any], ColumnElement[Any]],
+    ) -> None:
+        sub = st.sub
+        names = [c.name for c in sub.c]
+        wp = WorkingPeriod.__table__
+        row_k, period_k = (0, 1) if descending else (1, 0)  # periods first at equal instants
+        rows = select(
+            *sub.c,
+            at(sub.c).label("_t"),
+            literal(row_k).label("_k"),
+            *[cast(null(), BigInteger).label(alias) for alias in carried],
+        )
+        periods = select(
+            *[null().label(n) for n in names],
+            wp.c[period_t].label("_t"),
+            literal(period_k).label("_k"),
+            *[wp.c[col].label(alias) for alias, col in carried.items()],
+        ).where(wp.c.calendar_key == self.key)
+        u = union_all(rows, periods).cte(f"{name}_merge")
+        order = (u.c._t.desc(), u.c._k.desc()) if descending else (u.c._t, u.c._k)
+        agg = func.min if descending else func.max  # monotonic: the nearest period's values
+        merged = fence(
+            select(
+                *[u.c[n] for n in names],
+                u.c._t,
+                u.c._k,
+                *[agg(u.c[a]).over(order_by=order, rows=(None, 0)).label(a) for a in carried],
+            )
+        ).cte(f"{name}_near")
+        found = and_(merged.c._t.is_not(None), *[merged.c[a].is_not(None) for a in carried])
+        st._n += 1
+        st.sub = fence(
+            select(
+                *[merged.c[n] for n in names],
+                case((found, value(merged.c)), else_=null()).label(name),
+            ).where(merged.c._k == row_k)
+        ).cte(f"stage{st._n}")
+
+    def add_pos(self, st: Staged, cols: dict[str, Expr]) -> None:
+        for name, at in cols.items():
+
+            def pos(m: Any) -> ColumnElement[int]:
+                within = m._t - m._ps
+                return case(
+                    (within < m._pe - m._ps, m._pcs + within), else_=m._pcs + (m._pe - m._ps)
+                )
+
+            self._merge(
+                st,
+                name,
+                at,
+                "start_us",
+                {"_ps": "start_us", "_pe": "end_us", "_pcs": "cum_start_us"},
+                descending=False,
+                value=pos,
+            )
+
+    def add_due(self, st: Staged, cols: dict[str, Expr]) -> None:
+        for name, target in cols.items():
+            self._merge(
+                st,
+                name,
+                target,
+                "cum_end_us",
+                {"_qs": "start_us", "_qcs": "cum_start_us"},
+                descending=True,
+                value=lambda m: m._qs + (m._t - m._qcs),
+            )
 
 
 @dataclass(frozen=True)
@@ -417,33 +521,31 @@ def add_deadlines(st: Staged, deadlines: Sequence[Deadline], lookups: Lookups) -
                 pending.append(d)
         if not pending:
             break
-        # stage 1: the current instant (and its working position) as columns
+        # the current instant as a column, then its working position where not known
         first: dict[str, Expr] = {}
+        need_pos: dict[str, Expr] = {}
         for d in pending:
             k = step_no[d.name]
             cur_col, pos_col = f"{d.name}_cur{k}", f"{d.name}_pos{k}"
             first[cur_col] = lambda c, d=d, f=cur[d.name]: case((d.active(c), f(c)), else_=null())
             if pos[d.name] is None:
-                first[pos_col] = lambda c, d=d, f=cur[d.name]: case(
-                    (and_(d.active(c), f(c).is_not(None)), lookups.pos(f(c))), else_=null()
-                )
+                need_pos[pos_col] = lambda c, col=cur_col: c[col]
         st.add(first)
-        # stage 2: the looked-up due instant
-        second: dict[str, Expr] = {}
+        lookups.add_pos(st, need_pos)
+        # the looked-up due instant, never before the current one
+        need_due: dict[str, Expr] = {}
         for d in pending:
             k = step_no[d.name]
             cur_col, pos_col, raw_col = f"{d.name}_cur{k}", f"{d.name}_pos{k}", f"{d.name}_raw{k}"
             n = d.steps[k].amount_us
             p: Expr = pos[d.name] or (lambda c, col=pos_col: c[col])
-            second[raw_col] = lambda c, p=p, n=n, cc=cur_col: case(
-                (p(c).is_not(None), lookups.due(p(c) + n)), else_=null()
-            )
+            need_due[raw_col] = lambda c, p=p, n=n: p(c) + n
             pos[d.name] = lambda c, p=p, n=n: p(c) + n
             cur[d.name] = lambda c, raw=raw_col, cc=cur_col: case(
                 (c[raw].is_(None), null()), (c[raw] > c[cc], c[raw]), else_=c[cc]
             )
             step_no[d.name] += 1
-        st.add(second)
+        lookups.add_due(st, need_due)
     st.add(
         {
             d.name: (lambda c, d=d: case((d.active(c), cur[d.name](c)), else_=null()))
@@ -572,8 +674,14 @@ def _quality_complaints(
     *,
     include_live: bool,
     buckets: Buckets | None,
+    dialect: str = "sqlite",
 ) -> Select[Any]:
-    """Complaints meeting every CMP clock (and deadlines outside the periods), per group."""
+    """Complaints meeting every CMP clock (and deadlines outside the periods), per group.
+
+    Nearly every row (an answered complaint) needs its deadline: PostgreSQL finds them
+    faster with one sorted merge than with an index lookup per row (0.24 s against
+    0.49 s for a month of 27,000 complaints); SQLite the other way round (0.38 s
+    against 0.14 s)."""
     rows = ticket_rows(
         *window,
         include_live=include_live,
@@ -591,7 +699,7 @@ def _quality_complaints(
             Deadline("d12", "c", rules.cmp_response, answered),
             Deadline("d3", "f", rules.cmp_resolution, answered),
         ],
-        Lookups(key),
+        WindowLookups(key) if dialect == "postgresql" else Lookups(key),
     )
     c = st.c
     keys = _keys(c, buckets)
@@ -620,7 +728,14 @@ def _quality_groups(
         return int(row[0])
 
     def query(conn: Connection, key: str) -> tuple[dict[Any, int], int]:
-        sel = _quality_complaints(rules, key, window, include_live=include_live, buckets=buckets)
+        sel = _quality_complaints(
+            rules,
+            key,
+            window,
+            include_live=include_live,
+            buckets=buckets,
+            dialect=conn.dialect.name,
+        )
         ok: dict[Any, int] = {}
         uncovered = 0
         for row in conn.execute(sel).all():

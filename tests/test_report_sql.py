@@ -326,12 +326,14 @@ def test_cli_database_and_input_file_give_the_same_json(any_db: str, tmp_path: P
 
 
 # ------------------------------------------------------------------ working periods
-def test_working_period_deadlines_equal_work_calendar_add(any_db: str) -> None:
-    """The two SQL lookups of a working-time deadline against WorkCalendar.add, around the
-    National Day holiday, the make-up Saturday, period ends and instants outside working time."""
+@pytest.mark.parametrize("method", ["index", "window"])
+def test_working_period_deadlines_equal_work_calendar_add(any_db: str, method: str) -> None:
+    """The two SQL lookups of a working-time deadline (index lookups per row, or one sorted
+    merge with window aggregates) against WorkCalendar.add, around the National Day
+    holiday, the make-up Saturday, period ends and instants outside working time."""
     from sqlalchemy import BigInteger, Column, MetaData, Table, insert
 
-    from aftersales.report_sql import Deadline, Lookups, Staged, add_deadlines
+    from aftersales.report_sql import Deadline, Lookups, Staged, WindowLookups, add_deadlines
     from models.db import get_engine
 
     cal = WorkCalendar()
@@ -362,11 +364,15 @@ def test_working_period_deadlines_equal_work_calendar_add(any_db: str) -> None:
         per = cal.working_day_seconds() if unit == Unit.WORKING_DAYS else 3600
         st = Staged(select(starts_table.c.c).subquery("v0"))
         step = Step(True, round(amount * per * 10**6))
-        add_deadlines(st, [Deadline("due", "c", (step,))], Lookups(calendar_key(cal)))
+        lookups = (Lookups if method == "index" else WindowLookups)(calendar_key(cal))
+        chain = (step, Step(False, 90 * 10**6), step)  # working, natural, working again
+        add_deadlines(st, [Deadline("due", "c", (step,)), Deadline("twice", "c", chain)], lookups)
         with engine.connect() as conn:
-            got = dict(conn.execute(select(st.c.c, st.c.due)).all())
+            got = {r[0]: (r[1], r[2]) for r in conn.execute(select(st.c.c, st.c.due, st.c.twice))}
         for s in starts:
-            assert got[micros(s)] == micros(cal.add(s, amount, unit)), (s, amount, unit)
+            once = cal.add(s, amount, unit)
+            twice = cal.add(once + timedelta(seconds=90), amount, unit)
+            assert got[micros(s)] == (micros(once), micros(twice)), (s, amount, unit)
 
 
 def test_fill_extends_the_range_without_gaps_and_keeps_the_working_time_continuous(
