@@ -26,7 +26,9 @@ def plan(t0: datetime, step: timedelta = timedelta(days=1)) -> dict[str, str]:
     return {ph.value: (t0 + step * (i + 1)).isoformat() for i, ph in enumerate(Phase)}
 
 
-def project(pid: str, t0: datetime, step: timedelta = timedelta(days=1)) -> dict[str, Any]:
+def project(
+    pid: str, t0: datetime, step: timedelta = timedelta(days=1), serials: list[str] = SERVERS
+) -> dict[str, Any]:
     return {
         "id": pid,
         "name": "数据中心扩容一期",
@@ -45,7 +47,7 @@ def project(pid: str, t0: datetime, step: timedelta = timedelta(days=1)) -> dict
                 "description": "服务器",
                 "quantity": 4,
                 "unit": "台",
-                "serials": SERVERS,
+                "serials": serials,
             },  # fmt: skip
             {
                 "line_no": 2,
@@ -230,3 +232,46 @@ def acceptance(**change: Any) -> dict[str, Any]:
         "by": "项目经理-刘",
         **change,
     }
+
+
+def complete(ctx: Any, pid: str, step: str, at: datetime, data: dict[str, Any] | None = None,
+             key: str | None = None) -> Any:  # fmt: skip
+    """Complete one step through the step model (``aftersales.steps.complete``)."""
+    from aftersales import steps
+    from models.db import session_scope
+
+    spec = steps.catalogue()["installation"].step(step)
+    form = spec.form.model_validate(data) if spec.form is not None and data is not None else None
+    with session_scope() as s:
+        return steps.complete(s, deadlines=ctx, sop="installation", step=step, ticket_id=pid,
+                              now=at, form=form, key=key)  # fmt: skip
+
+
+def open_and_plan(
+    ctx: Any, pid: str, t0: datetime, step: timedelta = timedelta(days=1), **change: Any
+) -> str:
+    from models.db import session_scope
+    from tasks.installation import open_project
+
+    data = ProjectCreate.model_validate(project(pid, t0, step, **change))
+    with session_scope() as s:
+        open_project(s, data=data, deadlines=ctx, now=t0)
+    assert complete(ctx, pid, "plan", t0).done
+    return pid
+
+
+def run_to_acceptance(ctx: Any, pid: str, t0: datetime) -> None:
+    """Every phase, one refused ground value re-measured, the acceptance signed."""
+    at = t0 + timedelta(hours=3)
+    assert complete(ctx, pid, "unboxing", at, unboxing()).done
+    assert complete(ctx, pid, "install", at, install()).done
+    r = complete(ctx, pid, "site-work", at, {"cabling": cabling(), "labels": labels(),
+                 "grounding": grounding({"SRV-003": 1.2})}, key="site-work")  # fmt: skip
+    assert not r.done and "SRV-003 (X200): 1.2 Ω" in r.reason
+    site = {"grounding": grounding({"SRV-003": 0.7})}
+    assert complete(ctx, pid, "site-work", at, site, key="site-work-2").done
+    assert complete(ctx, pid, "system", at, system()).done
+    assert complete(ctx, pid, "power-on", at, power_on()).done
+    assert complete(ctx, pid, "close-out", at, {"parts": parts(), "leftover": leftover(),
+                    "cleaning": cleaning(), "tools": tools()}).done  # fmt: skip
+    assert complete(ctx, pid, "acceptance", at, acceptance()).done
