@@ -196,10 +196,11 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (IntakePayload, *_forms()):
+        for model in (IntakePayload, *_forms(), errors.ErrorBody, errors.ErrorItem):
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[model.__name__] = js
+        errors.document_common(schema)
         app.openapi_schema = schema
         return schema
 

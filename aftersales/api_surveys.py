@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlmodel import select
 
+from aftersales import errors
 from aftersales.clock import get_clock
 from aftersales.forms import Survey
 from models.db import session_scope
@@ -28,7 +29,11 @@ def _error(status: int, code: str, field: str, rule: str) -> JSONResponse:
     )
 
 
-@router.post("/surveys/{token}")
+@router.post(
+    "/surveys/{token}",
+    status_code=202,
+    responses=errors.responses("survey_unknown", "survey_not_waiting", "survey_used", "invalid_survey"),
+)
 def answer_survey(token: str, data: dict[str, Any] = Body(...)) -> JSONResponse:  # noqa: B008
     from aftersales.humansteps import resume_step
     from aftersales.steps import StepError

@@ -38,6 +38,12 @@ CODES: dict[str, int] = {
     "invalid_parameter": 422,
     "refused": 422,
     "prefect_unavailable": 503,
+    # the online survey (aftersales/api_surveys.py, CB-3)
+    "survey_unknown": 404,
+    "survey_not_waiting": 409,
+    "survey_used": 410,
+    "survey_expired": 410,
+    "invalid_survey": 422,
 }
 
 
@@ -81,6 +87,26 @@ def responses(*codes: str) -> dict[int | str, dict[str, Any]]:
 #: what any route may answer besides its own refusals
 COMMON = ("not_found", "method_not_allowed")
 BODY = ("invalid_json", "invalid_encoding", "payload_too_large", "unsupported_media_type")
+
+
+def document_common(schema: dict[str, Any]) -> None:
+    """Every operation documents the answers any route may give in the one shape: an
+    unknown path or a wrong method, a bad parameter (FastAPI's own 422 schema is replaced:
+    :func:`install` answers it in the one shape), and for a body the body's refusals."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    common = responses(*COMMON, "invalid_parameter")
+    body = responses(*BODY)
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            answers = op.setdefault("responses", {})
+            wanted = {**common, **(body if "requestBody" in op else {})}
+            for status, entry in wanted.items():
+                answers.setdefault(str(status), {"description": entry["description"]})
+            for status, answer in answers.items():
+                if status.startswith(("4", "5")):
+                    answer["content"] = {"application/json": {"schema": ref}}
+    schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -372,15 +372,23 @@ def ticket_context(ticket: Ticket | None) -> dict[str, Any]:
         "contact": ticket.contact,
         "channel": str(ticket.channel),
         "priority": str(ticket.priority),
-        "category": str(ticket.category or "-"),
+        # what is not known yet is said in words, never an empty "-" (issue 10)
+        "category": str(ticket.category or "not classified yet"),
         "status": str(ticket.status),
-        "handler": ticket.handler or "-",
-        "owner_team": ticket.owner_team or "-",
+        "handler": ticket.handler or "not assigned yet",
+        "owner_team": ticket.owner_team or _OWNER_TEAM.get(str(ticket.channel), "not assigned yet"),
         "description": ticket.description,
-        "product_model": ticket.product_model or "-",
-        "result": ticket.result or "-",
-        "service_city": ticket.service_city or "-",
+        "product_model": ticket.product_model or "not given",
+        "purchase_date": str(ticket.purchase_date or "not given"),
+        "result": ticket.result or "not recorded yet",
+        "service_city": ticket.service_city or "not on file",
+        "address": ticket.service_city or "not on file",  # the area (city) of the service
     }
+
+
+#: INQ-OWNER: the team of the channel that first received the ticket owns it
+_OWNER_TEAM = {"phone": "hotline", "online": "online-service", "email": "email-service",
+               "social": "social-media"}  # fmt: skip
 
 
 def describe_stops(rule: Rule) -> str:

@@ -811,7 +811,7 @@ def open_escalation(
     person already holds an open escalation of the ticket: then it joins that one
     (recorded, notified, no second process)."""
     from aftersales.sla import enqueue_notification, ticket_context
-    from models.entities import Escalation, EscalationState
+    from models.entities import Escalation, EscalationState, SlaClock
 
     assert rule.escalate_to is not None and rule.level is not None
     role = next_level(parent.escalated_to) if rule.escalate_to == "next-level" and parent else (
@@ -840,6 +840,8 @@ def open_escalation(
     )
     session.add(esc)
     session.flush()
+    breached = session.get(SlaClock, clock_id) if clock_id else None
+    tz = deadlines.calendar.tz
     enqueue_notification(
         session,
         dedupe_key=f"escalation:{esc.id}",
@@ -852,6 +854,9 @@ def open_escalation(
             "level": rule.level,
             "escalate_to": role,
             "reason": reason,
+            **({"due": breached.due_at.astimezone(tz).isoformat(),
+                "started": breached.started_at.astimezone(tz).isoformat()}
+               if breached is not None and breached.due_at else {}),
         },  # fmt: skip
         now=now,
         ticket_id=ticket.id,

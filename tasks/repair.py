@@ -76,6 +76,22 @@ def _release_engineer(s: Session, wo: WorkOrder) -> None:
             s.add(eng)
 
 
+def _due_of(sc: StepContext, ref: str) -> str:
+    """When the running clocks the step ``ref`` stops are due (the soonest), in words."""
+    from models.entities import ACTIVE_CLOCK_STATES
+    from models.repository import clocks_for
+
+    stops = {r.id for r in sc.deadlines.profile.stopped_by(ref)}
+    due = sorted(
+        (c.due_at, c.rule_id)
+        for c in clocks_for(sc.session, ticket_id=sc.ticket.id)
+        if c.rule_id in stops and c.state in ACTIVE_CLOCK_STATES and c.due_at
+    )
+    if not due:
+        return "no clock running"
+    return f"{due[0][0].astimezone(sc.deadlines.calendar.tz).isoformat()}, {due[0][1]}"
+
+
 def register(sc: StepContext) -> StepOutcome:
     """REP-1: the repair form is registered; warranty checked from the purchase date."""
     t = sc.ticket
@@ -172,7 +188,8 @@ def dispatch(sc: StepContext) -> StepOutcome:
                     dedupe_key=f"no-engineer:{t.id}:{role}",
                     role=role,
                     template="no_engineer_available",
-                    context={**ticket_context(t), "skill": str(wo.skill)},
+                    context={**ticket_context(t), "skill": str(wo.skill),
+                             "due": _due_of(sc, "repair.dispatch")},  # fmt: skip
                     now=sc.now,
                     ticket_id=t.id,
                 )
