@@ -52,6 +52,20 @@ def submit(ticket_id: str, step: str, data: dict[str, Any], timeout: float = 120
     resume_step(ticket_id, step, data)
 
 
+def ui_resume(ticket_id: str, step: str, data: dict[str, Any]) -> None:
+    """Resume the waiting run as the Prefect UI does: straight through Prefect, without the
+    project's pre-check (``resume_step``)."""
+    from prefect.flow_runs import resume_flow_run
+
+    from aftersales.humansteps import _wait_for_form_schema, waiting
+    from aftersales.prefect_rest import PrefectRest
+
+    (w,) = [w for w in waiting(ticket_id) if w.step_key == step]
+    with PrefectRest() as rest:
+        _wait_for_form_schema(rest, w)  # the run publishes its form just after it suspends
+    resume_flow_run(UUID(w.flow_run_id), run_input=data)
+
+
 def flow_run(run_id: str) -> Any:
     from prefect.client.orchestration import get_client
 
@@ -166,7 +180,7 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     # the three ways a person submits a form: HTTP API, CLI (and the Prefect UI's Resume)
     wait(lambda: waits_for(ticket_id, "arrival"), 120, "waiting for arrival")
     resp = api.post(f"/tickets/{ticket_id}/steps/arrival", json={})
-    assert resp.status_code == 422 and "engineer_id" in resp.json()["detail"]
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "engineer_id"
     resp = api.post(f"/tickets/{ticket_id}/steps/arrival", json={"engineer_id": "E-01"})
     assert resp.status_code == 200, resp.text
     wait(lambda: waits_for(ticket_id, "diagnosis"), 120, "waiting for diagnosis")
@@ -380,8 +394,13 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
     with pytest.raises(StepError, match="waits for step 'review'"):
         resume_step(ticket_id, "arrival", {"engineer_id": "E-03"})
     submit(ticket_id, "review", {"reviewer": "调度-孙", "approved": True, "skill": "software"})
-    # a typo never kills the run: the wrong engineer is refused and the step asked again
-    submit(ticket_id, "arrival", {"engineer_id": "E-01"})
+    # a typo never kills the run: refused before the run is resumed (422 naming the field) …
+    wait(lambda: waits_for(ticket_id, "arrival"), 120, "waiting for arrival")
+    with pytest.raises(StepError, match="engineer_id: 'E-01' is not the engineer"):
+        resume_step(ticket_id, "arrival", {"engineer_id": "E-01"})
+    # … and one that reaches the run anyway (the Prefect UI's Resume button resumes the
+    # run directly) is refused by the same check inside it and the step asked again
+    ui_resume(ticket_id, "arrival", {"engineer_id": "E-01"})
     wait(lambda: waits_for(ticket_id, "arrival-2"), 120, "arrival asked again")
     with session_scope() as s:
         run = get_sop_run(s, ticket_id=ticket_id, sop="repair")
@@ -422,7 +441,8 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
         "device_status": "in service",
         "test_report": "ok",
     }
-    submit(ticket_id, "confirmation", confirmation)
+    wait(lambda: waits_for(ticket_id, "confirmation"), 120, "waiting for confirmation")
+    ui_resume(ticket_id, "confirmation", confirmation)  # unsigned: asked again inside the run
     wait(lambda: waits_for(ticket_id, "confirmation-2"), 120, "a second confirmation")
     with session_scope() as s:
         assert get_ticket(s, ticket_id=ticket_id).status == TicketStatus.IN_PROGRESS
