@@ -101,6 +101,9 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
     from aftersales.api_surveys import router as surveys  # CB-3 online survey (issue 7)
 
     app.include_router(surveys)
+    from aftersales.api_projects import router as projects  # installation projects (issue 8)
+
+    app.include_router(projects)
     max_bytes = get_settings().api_max_body_bytes
 
     @app.get("/health")

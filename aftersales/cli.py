@@ -544,6 +544,9 @@ register(app)
 from aftersales.cli_calendar import calendar_app  # noqa: E402  (issue 6: calendar)
 
 app.add_typer(calendar_app, name="calendar")
+from aftersales.cli_projects import project_app  # noqa: E402  (issue 8: installation projects)
+
+app.add_typer(project_app, name="project")
 
 
 if __name__ == "__main__":

@@ -215,11 +215,13 @@ def catalogue() -> dict[str, SopSpec]:
     from tasks.complaint import COMPLAINT
     from tasks.escalation import ESCALATION
     from tasks.inquiry import INQUIRY
-    from tasks.installation import INSTALLATION
+    from tasks.installation import INSTALL_CHECKLIST, INSTALLATION
     from tasks.repair import REPAIR
 
     return {
-        s.name: s for s in (TICKET, INQUIRY, REPAIR, ESCALATION, COMPLAINT, CALLBACK, INSTALLATION)
+        s.name: s
+        for s in (TICKET, INQUIRY, REPAIR, ESCALATION, COMPLAINT, CALLBACK, INSTALLATION,
+                  INSTALL_CHECKLIST)  # fmt: skip
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prefect.events import DeploymentEventTrigger
 
 from aftersales.steps import START_EVENTS
+from tasks.installation import START_EVENT as INSTALLATION_STARTED
 
 # name -> (flow import path, event that starts it, tags)
 DEPLOYMENTS = {
@@ -19,9 +20,16 @@ DEPLOYMENTS = {
     "complaint": ("flows.complaint:complaint", START_EVENTS["complaint"], ["sop:complaint"]),
     "callback": ("flows.callback:callback", START_EVENTS["callback"], ["sop:callback"]),
     "escalation": ("flows.escalation:escalation", START_EVENTS["escalation"], ["sop:escalation"]),
+    # issue 8: one run per installation project, started when the project is created
+    "installation": (
+        "flows.installation:installation_project",
+        INSTALLATION_STARTED,
+        ["sop:installation"],
+    ),
 }
 # the flow parameters each start event fills from its payload
 PARAMETERS = {
+    INSTALLATION_STARTED: {"project": "{{ event.payload.project }}"},
     START_EVENTS["escalation"]: {
         "ticket_id": "{{ event.payload.ticket_id }}",
         "escalation_id": "{{ event.payload.escalation_id }}",

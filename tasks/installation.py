@@ -1,7 +1,7 @@
 """The installation project SOP (工程售后部作业指导书, spec §6, INS-1..12) as data: its
 steps, who takes them, their forms, what each checks and records, and the messages it
 sends. ``flows/installation.py`` orders the steps; the clocks are the policy's (rules
-``INS-*`` citing ``installation.<step>``), with one difference from every other SOP:
+``INS-*`` citing ``installation.<step>`` and ``install-checklist.<step>``), with one difference from every other SOP:
 their due times are the project's planned dates (the INS-6 plan), armed by the ``plan``
 step with :func:`aftersales.sla.arm_until`; the rule's duration is how long before the
 planned date the project manager is reminded. No Prefect here.
@@ -12,7 +12,7 @@ project has one ``ticket`` row with ``sop = installation`` and the project's id.
 Side by side: the work instruction lets cabling, grounding and labels run on different
 racks at once, and the close-out records likewise. The ``site-work`` and ``close-out``
 steps take any of their sections in one submission; each section is completed as its
-own step (``installation.cabling`` …, with its own check, record and clock); the
+own step (``install-checklist.cabling`` …, with its own check, record and clock); the
 submission is refused — and asked again, naming what was refused and what is still
 open — until every section is done. Acceptance (INS-11) checks that every phase is.
 """
@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
@@ -70,6 +71,7 @@ from models.installation import (
 log = logging.getLogger("aftersales.installation")
 
 SOP = "installation"
+CHECKLIST = "install-checklist"  # the side-by-side steps (see INSTALL_CHECKLIST)
 START_EVENT = "aftersales.installation.started"
 #: Ω: INS-4 "separate ground resistance < 1 Ω"
 GROUND_LIMIT_OHMS = 1.0
@@ -165,6 +167,13 @@ def open_project(
     session.flush()
     log.info("installation project %s opened (%s lines)", data.id, len(data.equipment))
     return project
+
+
+def documents_dir(project_id: str) -> Path:
+    """Where the project's documents are written (``$AFTERSALES_HOME/installations/<id>``)."""
+    from aftersales.settings import get_settings
+
+    return get_settings().home / "installations" / project_id
 
 
 def _project(sc: StepContext) -> InstallationProject:
@@ -623,7 +632,9 @@ def tools(sc: StepContext) -> StepOutcome:
 def done_steps(session: Session, ticket_id: str) -> dict[str, StepRecord]:
     """The installation steps recorded for the project, by step id."""
     rows = session.exec(
-        select(StepRecord).where(StepRecord.ticket_id == ticket_id, StepRecord.sop == SOP)
+        select(StepRecord).where(
+            StepRecord.ticket_id == ticket_id, StepRecord.sop.in_([SOP, CHECKLIST])
+        )
     ).all()
     return {r.step: r for r in rows}
 
@@ -644,7 +655,7 @@ def _side_by_side(sections: tuple[Phase, ...]) -> Callable[[StepContext], StepOu
             section = getattr(form, phase.value.replace("-", "_"))
             if section is None:
                 continue
-            r = complete(sc.session, deadlines=sc.deadlines, sop=SOP, step=phase.value,
+            r = complete(sc.session, deadlines=sc.deadlines, sop=CHECKLIST, step=phase.value,
                          ticket_id=sc.ticket.id, now=sc.now, form=section,
                          actor=section.by, flow_run_id=run.flow_run_id if run else None)  # fmt: skip
             if r.already:
@@ -770,118 +781,56 @@ def progress(session: Session, *, project_id: str) -> list[PhaseProgress]:
     return out
 
 
-def _section(phase: Phase, role: str, summary: str, form: type[Form], apply: Any) -> Step:
-    return Step(phase.value, role, summary, form, apply=apply)
+def _phase(phase: Phase, summary: str, form: type[Form], apply: Any) -> Step:
+    return Step(phase.value, "tech_support", summary, form, apply=apply)
 
 
+#: the flow's steps, in the work instruction's order
 INSTALLATION = SopSpec(
     name=SOP,
     title="Installation project (工程项目), spec §6",
     steps=(
-        Step(
-            "plan",
-            "system",
-            "INS-6: the installation and commissioning plan: each phase's "
-            "planned date is its clock",
-            apply=plan,
-        ),  # fmt: skip
-        _section(
-            Phase.UNBOXING,
-            "tech_support",
-            "INS-1: boxes against the delivery note, every "
-            "unit's serial against the contract list; customer, engineer and third party "
-            "sign",
-            Unboxing,
-            unboxing,
-        ),  # fmt: skip
-        _section(
-            Phase.INSTALL,
-            "tech_support",
-            "INS-2: racks, devices and trays installed per "
-            "the design; the design's cables with both ends",
-            Install,
-            install,
-        ),  # fmt: skip
-        Step(
-            "site-work",
-            "tech_support",
-            "INS-3/INS-4/INS-5 side by side: cabling, grounding "
-            "(every device < 1 Ω) and labels, in any order, any of them per submission",
-            SiteWork,
-            apply=_side_by_side(SITE_WORK),
-        ),  # fmt: skip
-        _section(
-            Phase.CABLING,
-            "tech_support",
-            "INS-3: every cable in a tray of its kind, neat, never bundled with the other kind",
-            Cabling,
-            cabling,
-        ),  # fmt: skip
-        _section(
-            Phase.GROUNDING,
-            "tech_support",
-            "INS-4: ground resistance of every machine and I/O terminal < 1 Ω",
-            Grounding,
-            grounding,
-        ),  # fmt: skip
-        _section(
-            Phase.LABELS,
-            "tech_support",
-            "INS-5: every rack, device and both ends of every cable labelled",
-            Labels,
-            labels,
-        ),  # fmt: skip
-        _section(
-            Phase.SYSTEM,
-            "tech_support",
-            "INS-6: installed per the plan; installation test record and commissioning report",
-            SystemInstall,
-            system,
-        ),  # fmt: skip
-        _section(
-            Phase.POWER_ON,
-            "tech_support",
-            "INS-7: every device powered on and tested",
-            PowerOn,
-            power_on,
-        ),  # fmt: skip
-        Step(
-            "close-out",
-            "tech_support",
-            "INS-8/INS-9/INS-10/INS-12 side by side: missing and "
-            "broken parts, material in/out and leftover, cleaning, tools, in any order",
-            CloseOut,
-            apply=_side_by_side(CLOSE_OUT),
-        ),  # fmt: skip
-        _section(
-            Phase.PARTS, "tech_support", "INS-8: missing and broken parts counted", Parts, parts
-        ),  # fmt: skip
-        _section(
-            Phase.LEFTOVER,
-            "tech_support",
-            "INS-9: material in/out; leftover = in − out",
-            Leftover,
-            leftover,
-        ),  # fmt: skip
-        _section(
-            Phase.CLEANING,
-            "tech_support",
-            "INS-10: racks and room clean, no leftovers",
-            Cleaning,
-            cleaning,
-        ),  # fmt: skip
-        _section(Phase.TOOLS, "tech_support", "INS-12: tool usage record", Tools, tools),
-        Step(
-            Phase.ACCEPTANCE.value,
-            "project_manager",
-            "INS-11: the customer accepts and signs; documents handed over as one archive",
-            Acceptance,
-            apply=acceptance,
-            messages=(
-                Message("installation_accepted", "project_manager"),
-                Message("installation_accepted", "customer"),
-            ),
-            close_when=[{"accepted": True}],
-        ),
+        Step("plan", "system", "INS-6: the installation and commissioning plan: each phase's "
+             "planned date is its clock", apply=plan),
+        _phase(Phase.UNBOXING, "INS-1: boxes against the delivery note, every unit's serial "
+               "against the contract list; customer, engineer and third party sign", Unboxing,
+               unboxing),
+        _phase(Phase.INSTALL, "INS-2: racks, devices and trays installed per the design; the "
+               "design's cables with both ends", Install, install),
+        Step("site-work", "tech_support", "INS-3/INS-4/INS-5 side by side: cabling, grounding "
+             "(every device < 1 Ω) and labels, in any order, any of them per submission",
+             SiteWork, apply=_side_by_side(SITE_WORK)),
+        _phase(Phase.SYSTEM, "INS-6: installed per the plan; installation test record and "
+               "commissioning report", SystemInstall, system),
+        _phase(Phase.POWER_ON, "INS-7: every device powered on and tested", PowerOn, power_on),
+        Step("close-out", "tech_support", "INS-8/INS-9/INS-10/INS-12 side by side: missing and "
+             "broken parts, material in/out and leftover, cleaning, tools, in any order",
+             CloseOut, apply=_side_by_side(CLOSE_OUT)),
+        Step(Phase.ACCEPTANCE.value, "project_manager", "INS-11: the customer accepts and "
+             "signs; the documents are handed over as one archive", Acceptance,
+             apply=acceptance,
+             messages=(Message("installation_accepted", "project_manager"),
+                       Message("installation_accepted", "customer")),
+             close_when=[{"accepted": True}]),
     ),
-)
+)  # fmt: skip
+#: the steps that run side by side, each its own step (clock, record, check), taken
+#: through ``site-work`` and ``close-out``; a spec of their own so that the work queue,
+#: which follows a run's declared order, sees the flow's steps only
+INSTALL_CHECKLIST = SopSpec(
+    name=CHECKLIST,
+    title="Installation project: the side-by-side checklists (spec §6)",
+    steps=(
+        _phase(Phase.CABLING, "INS-3: every cable in a tray of its kind, neat, never bundled "
+               "with the other kind", Cabling, cabling),
+        _phase(Phase.GROUNDING, "INS-4: ground resistance of every machine and I/O terminal "
+               "< 1 Ω", Grounding, grounding),
+        _phase(Phase.LABELS, "INS-5: every rack, device and both ends of every cable labelled",
+               Labels, labels),
+        _phase(Phase.PARTS, "INS-8: missing and broken parts counted", Parts, parts),
+        _phase(Phase.LEFTOVER, "INS-9: material in/out; leftover = in − out", Leftover,
+               leftover),
+        _phase(Phase.CLEANING, "INS-10: racks and room clean, no leftovers", Cleaning, cleaning),
+        _phase(Phase.TOOLS, "INS-12: tool usage record", Tools, tools),
+    ),
+)  # fmt: skip

@@ -240,10 +240,13 @@ def complete(ctx: Any, pid: str, step: str, at: datetime, data: dict[str, Any] |
     from aftersales import steps
     from models.db import session_scope
 
-    spec = steps.catalogue()["installation"].step(step)
+    sop = "installation"
+    if step in {st.id for st in steps.catalogue()["install-checklist"].steps}:
+        sop = "install-checklist"
+    spec = steps.catalogue()[sop].step(step)
     form = spec.form.model_validate(data) if spec.form is not None and data is not None else None
     with session_scope() as s:
-        return steps.complete(s, deadlines=ctx, sop="installation", step=step, ticket_id=pid,
+        return steps.complete(s, deadlines=ctx, sop=sop, step=step, ticket_id=pid,
                               now=at, form=form, key=key)  # fmt: skip
 
 

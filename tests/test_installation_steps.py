@@ -64,11 +64,11 @@ def do(
     key: str | None = None,
 ) -> steps.StepResult:
     form = FORMS[step].model_validate(data) if data is not None else None
+    sop = "install-checklist" if step in ("cabling", "grounding", "labels") else "installation"
     with session_scope() as s:
         return steps.complete(
-            s, deadlines=ctx, sop="installation", step=step, ticket_id=pid, now=at, form=form,
-            key=key,
-        )  # fmt: skip
+            s, deadlines=ctx, sop=sop, step=step, ticket_id=pid, now=at, form=form, key=key
+        )
 
 
 def through_install(ctx: sla.Deadlines, pid: str) -> None:
