@@ -90,6 +90,46 @@ def _do(ticket_id: str, step: str, data: dict[str, Any], say: Callable[[str], No
     say(f"[demo] {ticket_id}: submitted '{step}'")
 
 
+def play_complaint(ctx: Any, say: Callable[[str], None]) -> str:
+    """CMP-1..4: a complaint whose first solution the supervisor rejects."""
+    from aftersales.intake import accept_intake, parse_payload
+    from aftersales.runtime import send_outbox_events
+
+    c = accept_intake(
+        parse_payload(
+            {
+                "channel": "phone",
+                "sop": "complaint",
+                "intake_id": f"demo-complaint-{int(time.time())}",
+                "customer_id": "C-1002",
+                "customer_name": "李娜",
+                "contact": "13987654321",
+                "description": "The engineer came late twice and was rude",
+            }
+        ),
+        ctx=ctx,
+        now=get_clock().now(),
+        send=send_outbox_events,
+    )
+    tid = c.ticket_id
+    say(f"[demo] opened complaint {tid}: watch complaint-{tid} and the supervisor's approval")
+    _do(tid, "accept", {"agent": "小周", "cause": "late and rude engineer",
+                        "expected_outcome": "an apology", "staff_involved": "王工"}, say)  # fmt: skip
+    _do(tid, "investigate", {"investigator": "主管-孙", "service_records": "WO-17, WO-19",
+                             "recording_refs": ["rec://demo/0931.wav"],
+                             "cross_department": False}, say)  # fmt: skip
+    _do(tid, "resolve", {"by": "小周", "kind": "apology", "details": "a phone call"}, say)
+    _do(tid, "approve", {"supervisor": "主管-孙", "approved": False,
+                         "reason": "offer a service voucher as well"}, say)  # fmt: skip
+    _do(tid, "resolve.2", {"by": "小周", "kind": "compensation", "compensation_cny": 100,
+                           "details": "apology and a 100 CNY voucher"}, say)  # fmt: skip
+    _do(tid, "approve.2", {"supervisor": "主管-孙", "approved": True}, say)
+    _do(tid, "inform.2", {"agent": "小周", "via": "phone"}, say)
+    _do(tid, "close.2", {"outcome": "accepted", "tracking": "engineer coached",
+                         "theme": "engineer punctuality"}, say)  # fmt: skip
+    return tid
+
+
 def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: float = 150) -> None:
     """Open two tickets and play the people behind them."""
     from aftersales.intake import accept_intake, parse_payload
@@ -184,6 +224,12 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         say,
     )
     _do(b.ticket_id, "step-in", {"by": "组长-周", "action": "engineer chased; customer told"}, say)
+    # CB-2/CB-3: the completed repair went to its callback; 张伟 is a VIP: two calls
+    call = {"caller": "回访-林", "reached": True, "attitude": 5, "efficiency": 4,
+            "effectiveness": 5, "answer": "fast and friendly"}  # fmt: skip
+    _do(b.ticket_id, "call", call, say)
+    _do(b.ticket_id, "second-call", {**call, "answer": "still working"}, say)
+    play_complaint(ctx, say)
     say(
         "[demo] done: both tickets completed and the escalation stepped in; see the clocks "
         "artifacts and the sla-board in the Prefect UI"
