@@ -159,7 +159,7 @@ def describe(sop: str, step: steps.Step, ticket_id: str, reason: str = "") -> st
     with session_scope() as s:
         t = get_ticket(s, ticket_id=ticket_id)
         dues = [
-            f"{c.rule_id} due {c.due_at.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+            f"{c.rule_id} due {c.due_at.astimezone(tz).isoformat(timespec='minutes')}"
             for c in clocks_for(s, ticket_id=ticket_id)
             if c.rule_id in stops and c.state in ACTIVE_CLOCK_STATES and c.due_at
         ]
