@@ -112,7 +112,7 @@ class EquipmentLineCreate(EquipmentLineBase):
     def _not_more_serials_than_units(self) -> EquipmentLineCreate:
         if len(self.serials) > self.quantity:
             raise ValueError(
-                f"serials: {len(self.serials)} serial numbers for a quantity of {self.quantity}"
+                f"{len(self.serials)} serial numbers for a quantity of {self.quantity}"
             )
         return self
 
