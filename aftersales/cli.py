@@ -59,29 +59,45 @@ def _read_json_object(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
-def _post_to_server(path: str, data: dict[str, Any]) -> Any | None:
-    """POST to the running ``aftersales up`` (found by its server.json) and return the
-    response, or None when there is none (the command then does the work itself)."""
+def _post_to_server(path: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """POST to the running ``aftersales up`` (found by its server.json): (status, JSON
+    body), or None when there is none (the command then does the work itself). Plain
+    urllib: importing an HTTP client would cost a cold command a quarter of a second."""
+    import urllib.error
+    import urllib.request
+
     from aftersales.discovery import project_api_url
 
     url = project_api_url()
     if url is None:
         return None
-    import httpx
-
+    req = urllib.request.Request(
+        f"{url}{path}",
+        data=json.dumps(data).encode("utf-8"),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
     try:
-        return httpx.post(f"{url}{path}", json=data, timeout=30)
-    except httpx.HTTPError:
-        return None
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - our own server
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return None  # gone meanwhile: do it here
 
 
-def _answer(resp: Any) -> dict[str, Any]:
+def _answer(answer: tuple[int, dict[str, Any]]) -> dict[str, Any]:
     """A server answer: its JSON on success; the one error shape printed and exit 2."""
-    body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
-    if resp.status_code < 400:
+    status, body = answer
+    if status < 400:
         return body
     errors = body.get("errors") if isinstance(body, dict) else None
-    _fail_all([(e["field"], e["rule"]) for e in errors] if errors else [("server", resp.text[:300])])
+    _fail_all(
+        [(e["field"], e["rule"]) for e in errors] if errors else [("server", f"HTTP {status}")]
+    )
     return {}
 
 
@@ -260,7 +276,9 @@ def resume(
             data[k] = json.loads(v)
         except json.JSONDecodeError:
             data[k] = v
-    path = f"/tickets/{ticket_id}/steps/{step}" + (
+    from urllib.parse import quote
+
+    path = f"/tickets/{quote(ticket_id, safe='')}/steps/{quote(step, safe='')}" + (
         f"?escalation={escalation}" if escalation is not None else ""
     )
     resp = _post_to_server(path, data)
