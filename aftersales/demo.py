@@ -130,6 +130,14 @@ def play_complaint(ctx: Any, say: Callable[[str], None]) -> str:
     return tid
 
 
+def play_installation(say: Callable[[str], None]) -> str:
+    """Spec §6: a small installation project (2 racks, 6 devices), one ground value that
+    fails and is measured again, the signed acceptance with its documents."""
+    from aftersales.demo_installation import play
+
+    return play(say, _do, get_clock().now())
+
+
 def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: float = 150) -> None:
     """Open two tickets and play the people behind them."""
     from aftersales.intake import accept_intake, parse_payload
@@ -234,3 +242,4 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         "[demo] done: both tickets completed and the escalation stepped in; see the clocks "
         "artifacts and the sla-board in the Prefect UI"
     )
+    play_installation(say)

@@ -155,3 +155,25 @@ def test_installation_project_from_equipment_list_to_signed_acceptance_INS_1_to_
     assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
     view = api.get(f"/projects/{pid}").json()
     assert view["progress"][3]["state"] == "done" and f"{pid}-acceptance.pdf" in view["documents"]
+
+
+def test_the_demo_project_plays_through_with_one_ground_value_measured_again(
+    stack: Stack,
+) -> None:
+    """``aftersales up --demo``'s installation project: 2 racks, 6 devices, SRV-003's
+    1.6 Ω refused and measured again, accepted."""
+    from aftersales.demo import play_installation
+
+    said: list[str] = []
+    pid = play_installation(said.append)
+    with session_scope() as s:
+        run = get_sop_run(s, ticket_id=pid, sop="installation")
+    assert run is not None
+    wait(lambda: flow_run(run.flow_run_id).state.is_completed(), 180, "the demo project accepted")
+    with session_scope() as s:
+        grounds = list(
+            s.exec(select(GroundMeasurement).where(GroundMeasurement.project_id == pid)).all()
+        )
+    assert sorted((g.device, g.ohms) for g in grounds if not g.passed) == [("SRV-003", 1.6)]
+    assert len([g for g in grounds if g.passed]) == 6
+    assert not any("never waited" in line for line in said), said
