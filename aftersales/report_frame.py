@@ -224,22 +224,18 @@ def quality_cells(
     m = in_window(df, *window)
     rules = QualityRules.of(profile, calendar)
     flags = quality_flags(m, rules, vcal or VectorCalendar(calendar))
-    keys = pd.DataFrame(
-        {
-            "team": _text(m["team"]),
-            "handler": _text(m["handler"]),
-            "channel": _text(m["channel"]),
-            "category": _text(m["category"]),
-        },
-        index=m.index,
-    )
-    g = pd.concat([keys, flags], axis=1).groupby(
-        ["team", "handler", "channel", "category"], dropna=False, sort=False
-    )
-    sums = g[list(QUALITY_COUNTERS)].sum()
+    dims = ["team", "handler", "channel", "category"]
+    # group on integer codes (categorical columns group much faster than objects)
+    codes = {}
+    names: dict[str, list[str | None]] = {}
+    for d in dims:
+        codes[d], uniques = pd.factorize(m[d], use_na_sentinel=True)
+        names[d] = [*(str(u) for u in uniques.tolist()), None]  # code -1: no value
+    keyed = flags.assign(**{f"_{d}": codes[d] for d in dims})
+    sums = keyed.groupby([f"_{d}" for d in dims], sort=False)[list(QUALITY_COUNTERS)].sum()
     return [
-        QualityCell(QualityKey(*(None if pd.isna(v) else v for v in key)), _sums(row))
-        for key, row in zip(sums.index, sums.itertuples(index=False), strict=True)
+        QualityCell(QualityKey(*(names[d][c] for d, c in zip(dims, key, strict=True))), _sums(row))
+        for key, row in zip(sums.index.tolist(), sums.itertuples(index=False), strict=True)
     ]
 
 

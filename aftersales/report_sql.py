@@ -865,18 +865,18 @@ def _replay_stage(
     key: str,
     rows: Any,
     as_of_us: int,
-) -> tuple[Staged, list[Step]]:
+) -> Staged:
+    """Per ticket: the due instant of each clock under A and B (shared where the rule and
+    its limit are the same), then the status codes ``st<family><a|b>`` and ``uncovered``."""
     st = Staged(rows)
     deadlines: dict[tuple[Any, ...], Deadline] = {}
     due_of: dict[tuple[int, str], list[tuple[Clock, str]]] = {}
-    all_steps: list[Step] = []
     for clock in clocks():
         family, start, _ = FAMILIES[clock.family]
         for side, prof in (("a", profile_a), ("b", profile_b)):
             steps = family_steps(prof, family, clock.rule_id, calendar)
             if steps is None:
                 continue
-            all_steps += steps
             ident = (clock.family, clock.match, tuple(steps))
             if ident not in deadlines:
                 deadlines[ident] = Deadline(
@@ -911,7 +911,7 @@ def _replay_stage(
         else literal(0)
     )
     st.add(statuses)
-    return st, all_steps
+    return st
 
 
 def _changed(c: Cols) -> ColumnElement[bool]:
@@ -947,10 +947,8 @@ def replay_cells(
             columns=("ticket_id", "sop", "channel", "priority", "c", "f", "r"),
         )
 
-    steps_probe: list[Step] = []
-
     def query(conn: Connection, key: str) -> tuple[tuple[list[ReplayCell], list[str]], int]:
-        st, _ = _replay_stage(profile_a, profile_b, calendar, key, rows(), as_of_us)
+        st = _replay_stage(profile_a, profile_b, calendar, key, rows(), as_of_us)
         c = st.c
         n = len(FAMILIES)
         aggs = [func.count().label("tickets")]
@@ -1002,7 +1000,7 @@ def replay_cells(
             )
         ids: list[str] = []
         if examples and any(cell.changed for cell in cells):
-            st2, _ = _replay_stage(profile_a, profile_b, calendar, key, rows(), as_of_us)
+            st2 = _replay_stage(profile_a, profile_b, calendar, key, rows(), as_of_us)
             order = binary_order(st2.c.ticket_id)
             ids = list(
                 conn.execute(
@@ -1011,6 +1009,7 @@ def replay_cells(
             )
         return (cells, ids), uncovered
 
+    steps_probe: list[Step] = []
     for clock in clocks():
         family = FAMILIES[clock.family][0]
         for prof in (profile_a, profile_b):
