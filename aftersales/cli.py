@@ -11,7 +11,27 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+class _Cli(typer.Typer):
+    """The console entry: an error nobody anticipated is still one line and exit 2, never
+    a traceback (``AFTERSALES_DEBUG=1`` shows it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("AFTERSALES_DEBUG"):
+                raise
+            text = str(exc)
+            if "no such table" in text or ("relation" in text and "does not exist" in text):
+                msg = "the database has no schema yet: run `aftersales db upgrade` (or `aftersales up`)"
+            else:
+                msg = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+            typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
+            sys.exit(2)
+
+
+app = _Cli(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 clock_app = typer.Typer(no_args_is_help=True, help="The durable SLA clock.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic).")
 policy_app = typer.Typer(no_args_is_help=True, help="Policy profiles.")
@@ -331,8 +351,12 @@ def ticket(
 
 @app.command()
 def queue(
-    role: Annotated[str | None, typer.Option(help="only this role's steps (handler, engineer …)")] = None,
-    sop: Annotated[str | None, typer.Option(help="only this SOP (inquiry, repair, escalation …)")] = None,
+    role: Annotated[
+        str | None, typer.Option(help="only this role's steps (handler, engineer …)")
+    ] = None,
+    sop: Annotated[
+        str | None, typer.Option(help="only this SOP (inquiry, repair, escalation …)")
+    ] = None,
     breached: Annotated[bool, typer.Option("--breached", help="only past their deadline")] = False,
     at_risk: Annotated[bool, typer.Option("--at-risk", help="only reminded (REM-1)")] = False,
     limit: Annotated[int, typer.Option(min=1, help="at most this many rows")] = 500,

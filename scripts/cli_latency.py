@@ -81,6 +81,13 @@ def main() -> None:
         wait_for("the intake endpoint", healthy)
         time.sleep(5)  # let serve() register the deployments and their triggers
         base = [timed(["--help"], env)[0] for _ in range(opts.runs)]
+
+        def settle(tid: str, step: str) -> None:
+            """Each command starts or moves a flow run (a new process on this machine):
+            the next measurement waits until that run is suspended again, so every
+            figure is the command alone, not the command racing the previous run."""
+            wait_for(f"{tid} to wait for {step}", lambda: _run_suspended(env, tid, step))
+
         intakes, tickets = [], []
         for i in range(opts.runs):
             secs, proc = timed(
@@ -91,14 +98,9 @@ def main() -> None:
             assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
             intakes.append(secs)
             tickets.append(json.loads(proc.stdout)["ticket_id"])
+            settle(tickets[-1], "first-response")
         resumes = []
         for tid in tickets:
-
-            def waits(tid: str = tid) -> bool:
-                rows = httpx.get(f"{api}/tickets/{tid}", timeout=5).json()
-                return bool(rows["waiting"]) and _run_suspended(env, tid)
-
-            wait_for(f"{tid} to wait for first-response", waits)
             secs, proc = timed(
                 ["resume", tid, "first-response", "--set", "agent=小吴", "--set", "category=A",
                  "--set", "priority=auto", "--set", "complex_issue=false"],
@@ -106,6 +108,8 @@ def main() -> None:
             )  # fmt: skip
             assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
             resumes.append(secs)
+            settle(tid, "answer")
+        print(f"load average while measuring: {os.getloadavg()[0]:.2f} (2 cores)")
         b = statistics.median(base)
         print(f"baseline `aftersales --help` (cold): median {b:.3f} s  runs {fmt(base)}")
         for name, xs in (("intake", intakes), ("resume", resumes)):
@@ -123,19 +127,24 @@ def main() -> None:
         log.close()
 
 
-def _run_suspended(env: dict[str, str], tid: str) -> bool:
-    """The ticket's run is Suspended with its form published (what `resume` needs)."""
+def _run_suspended(env: dict[str, str], tid: str, step: str) -> bool:
+    """The ticket's run is Suspended at ``step`` with its form published."""
     import httpx
 
-    from aftersales.discovery import ServerInfo  # noqa: F401 - the same file the CLI reads
-
     info = json.loads((Path(env["AFTERSALES_HOME"]) / "server.json").read_text())
+    api = info["prefect_api_url"]
     runs = httpx.post(
-        f"{info['prefect_api_url']}/flow_runs/filter",
+        f"{api}/flow_runs/filter",
         json={"flow_runs": {"name": {"any_": [f"inquiry-{tid}"]}}},
         timeout=5,
     ).json()
-    return any(r["state"]["type"] == "PAUSED" for r in runs)
+    for r in runs:
+        details = r["state"]["state_details"]
+        schema = (details.get("run_input_keyset") or {}).get("schema")
+        if r["state"]["type"] == "PAUSED" and details.get("pause_key") == step and schema:
+            got = httpx.get(f"{api}/flow_runs/{r['id']}/input/{schema}", timeout=5)
+            return got.status_code == 200
+    return False
 
 
 def fmt(xs: list[float]) -> str:

@@ -133,3 +133,14 @@ def test_a_server_on_another_database_is_not_used(
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2_never_a_traceback(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")  # no schema yet
+    for args in (["queue"], ["ticket", "TK-1"]):
+        _, proc = cold(args, env)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            "error: the database has no schema yet: run `aftersales db upgrade` (or `aftersales up`)"
+        ]
+        quiet(proc)
