@@ -92,14 +92,16 @@ BODY = ("invalid_json", "invalid_encoding", "payload_too_large", "unsupported_me
 def document_common(schema: dict[str, Any]) -> None:
     """Every operation documents the answers any route may give in the one shape: an
     unknown path or a wrong method, a bad parameter (FastAPI's own 422 schema is replaced:
-    :func:`install` answers it in the one shape), and for a body the body's refusals."""
+    :func:`install` answers it in the one shape), and for a route that takes a body (any
+    POST, PUT or PATCH: :func:`json_body`) the body's refusals."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     common = responses(*COMMON, "invalid_parameter")
     body = responses(*BODY)
     for ops in schema.get("paths", {}).values():
-        for op in ops.values():
+        for method, op in ops.items():
             answers = op.setdefault("responses", {})
-            wanted = {**common, **(body if "requestBody" in op else {})}
+            has_body = "requestBody" in op or method in ("post", "put", "patch")
+            wanted = {**common, **(body if has_body else {})}
             for status, entry in wanted.items():
                 answers.setdefault(str(status), {"description": entry["description"]})
             for status, answer in answers.items():
