@@ -188,8 +188,11 @@ def dispatch(sc: StepContext) -> StepOutcome:
                     dedupe_key=f"no-engineer:{t.id}:{role}",
                     role=role,
                     template="no_engineer_available",
-                    context={**ticket_context(t), "skill": str(wo.skill),
-                             "due": _due_of(sc, "repair.dispatch")},  # fmt: skip
+                    context={
+                        **ticket_context(t),
+                        "skill": str(wo.skill),
+                        "due": _due_of(sc, "repair.dispatch"),
+                    },  # fmt: skip
                     now=sc.now,
                     ticket_id=t.id,
                 )
