@@ -958,6 +958,53 @@ def _settings() -> Any:
     return get_settings()
 
 
+#: whether to check chunk k+1 while chunk k is written (see _feed); measured per engine
+_OVERLAP = {"postgresql": True, "sqlite": False}
+
+
+def _feed(
+    reader: Reader,
+    source: dict[str, str],
+    rules: Rules,
+    importer: Importer,
+    progress: Callable[[int, int], None] | None,
+    *,
+    overlap: bool,
+) -> None:
+    """Check the chunks and hand them to the importer, in file order. With ``overlap``
+    the next chunk is checked while the database server takes the previous one (a
+    second thread that mostly waits on the server, so it does not fight the checks
+    for the interpreter). At most two chunks are in memory either way."""
+    if not overlap:
+        for chunk in reader.chunks():
+            importer.add(check_chunk(chunk.frame, source, rules, all_text=chunk.all_text))
+            if progress is not None:
+                progress(chunk.done, reader.total)
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as pool:
+        pending: Future[None] | None = None
+        done = 0
+        try:
+            for chunk in reader.chunks():
+                checked = check_chunk(chunk.frame, source, rules, all_text=chunk.all_text)
+                if pending is not None:
+                    pending.result()
+                    if progress is not None:
+                        progress(done, reader.total)
+                pending = pool.submit(importer.add, checked)
+                done = chunk.done
+            if pending is not None:
+                pending.result()
+                pending = None
+                if progress is not None:
+                    progress(done, reader.total)
+        finally:
+            if pending is not None:  # a chunk failed to read while another was written
+                pending.exception()
+
+
 def import_file(
     path: Path | str,
     *,
@@ -1011,10 +1058,14 @@ def import_file(
             )
         ).inserted_primary_key[0]
         importer = Importer(DatabaseSink(conn, int(batch_id)), settings.import_max_errors)
-        for chunk in reader.chunks():
-            importer.add(check_chunk(chunk.frame, source, rules, all_text=chunk.all_text))
-            if progress is not None:
-                progress(chunk.done, reader.total)
+        _feed(
+            reader,
+            source,
+            rules,
+            importer,
+            progress,
+            overlap=_OVERLAP.get(conn.dialect.name, False),
+        )
         conn.execute(
             update(b)
             .where(b.c.id == batch_id)
