@@ -121,11 +121,11 @@ def play_complaint(ctx: Any, say: Callable[[str], None]) -> str:
     _do(tid, "resolve", {"by": "小周", "kind": "apology", "details": "a phone call"}, say)
     _do(tid, "approve", {"supervisor": "主管-孙", "approved": False,
                          "reason": "offer a service voucher as well"}, say)  # fmt: skip
-    _do(tid, "resolve.2", {"by": "小周", "kind": "compensation", "compensation_cny": 100,
+    _do(tid, "resolve-r2", {"by": "小周", "kind": "compensation", "compensation_cny": 100,
                            "details": "apology and a 100 CNY voucher"}, say)  # fmt: skip
-    _do(tid, "approve.2", {"supervisor": "主管-孙", "approved": True}, say)
-    _do(tid, "inform.2", {"agent": "小周", "via": "phone"}, say)
-    _do(tid, "close.2", {"outcome": "accepted", "tracking": "engineer coached",
+    _do(tid, "approve-r2", {"supervisor": "主管-孙", "approved": True}, say)
+    _do(tid, "inform-r2", {"agent": "小周", "via": "phone"}, say)
+    _do(tid, "close-r2", {"outcome": "accepted", "tracking": "engineer coached",
                          "theme": "engineer punctuality"}, say)  # fmt: skip
     return tid
 

@@ -62,7 +62,7 @@ START_EVENTS = {
 STEP_COMPLETED_EVENT = "aftersales.step.completed"
 TICKET_SOP = "ticket"  # the pseudo-SOP of the ticket-level actions: intake, beyond-authority
 Recipient = Literal[(*ROLES, "assignee")]  # type: ignore[valid-type]  # assignee: the escalation's person
-_ATTEMPT = re.compile(r"^(?P<step>.+?)(?:\.\d+)?(?:-\d+)?$")
+_ATTEMPT = re.compile(r"^(?P<step>.+?)(?:-r\d+)?(?:-\d+)?$")
 
 
 class StepError(ValueError):
@@ -179,7 +179,7 @@ def ref_of(sop: str, step: str) -> str:
 
 
 def base_step(key: str) -> str:
-    """The step of a key: ``confirmation-2`` (the second attempt) and ``resolve.2-3``
+    """The step of a key: ``confirmation-2`` (the second attempt) and ``resolve-r2-3``
     (the third attempt in the second round of a loop) -> ``confirmation``, ``resolve``."""
     m = _ATTEMPT.match(key)
     return m.group("step") if m else key
@@ -220,8 +220,16 @@ def catalogue() -> dict[str, SopSpec]:
 
     return {
         s.name: s
-        for s in (TICKET, INQUIRY, REPAIR, ESCALATION, COMPLAINT, CALLBACK, INSTALLATION,
-                  INSTALL_CHECKLIST)  # fmt: skip
+        for s in (
+            TICKET,
+            INQUIRY,
+            REPAIR,
+            ESCALATION,
+            COMPLAINT,
+            CALLBACK,
+            INSTALLATION,
+            INSTALL_CHECKLIST,
+        )  # fmt: skip
     }
 
 
@@ -856,9 +864,14 @@ def open_escalation(
             "level": rule.level,
             "escalate_to": role,
             "reason": reason,
-            **({"due": breached.due_at.astimezone(tz).isoformat(),
-                "started": breached.started_at.astimezone(tz).isoformat()}
-               if breached is not None and breached.due_at else {}),
+            **(
+                {
+                    "due": breached.due_at.astimezone(tz).isoformat(),
+                    "started": breached.started_at.astimezone(tz).isoformat(),
+                }
+                if breached is not None and breached.due_at
+                else {}
+            ),
         },  # fmt: skip
         now=now,
         ticket_id=ticket.id,

@@ -205,12 +205,12 @@ class SopRun:
         """Suspend until the step's form comes; a refused submission asks again (keys
         ``step``, ``step-2``, …) with the reason. The run never fails on a person's input.
         A step taken again in a later round of a loop (a rejected solution) is keyed
-        ``step.2``, ``step.3`` …; ``note`` says why above the form."""
+        ``step-r2``, ``step-r3`` … (Prefect input keys take no dots); ``note`` says why above the form."""
         spec = self.spec.step(step)
         assert spec.form is not None, f"{step} is automatic"
         form_input = RunInput.subclass_from_base_model_type(spec.form)
         reason, attempt = note, 1
-        base = step if round == 1 else f"{step}.{round}"
+        base = step if round == 1 else f"{step}-r{round}"
         while True:
             key = base if attempt == 1 else f"{base}-{attempt}"
             described = form_input.with_initial_data(

@@ -123,22 +123,22 @@ def test_a_rejected_solution_loops_back_and_the_approved_one_reaches_the_custome
     assert rejected.done and "CMP-3" not in rejected.armed
     do(ctx, tid, "resolve", T0 + timedelta(hours=4), forms.Resolution(
         by="小周", kind="compensation", compensation_cny=200, details="200 CNY voucher"),
-        key="resolve.2")  # fmt: skip
+        key="resolve-r2")  # fmt: skip
     approved_at = T0 + timedelta(hours=5)
     ok = do(ctx, tid, "approve", approved_at,
-            forms.Approval(supervisor="主管-孙", approved=True), key="approve.2")  # fmt: skip
+            forms.Approval(supervisor="主管-孙", approved=True), key="approve-r2")  # fmt: skip
     assert "CMP-3" in ok.armed
     # 1 working day of 9 h: Mon 15-18 and Tue 9-15
     assert clocks(tid)["CMP-3"].due_at == datetime.fromisoformat("2026-11-24T15:00:00+08:00")
     do(ctx, tid, "inform", approved_at + timedelta(hours=2),
-       forms.Inform(agent="小周", via="phone"), key="inform.2")  # fmt: skip
+       forms.Inform(agent="小周", via="phone"), key="inform-r2")  # fmt: skip
     c = clocks(tid)
     assert c["CMP-3"].state == ClockState.MET
     assert c["PRI-NORMAL:resolution"].state == ClockState.MET
     assert c["ESC-TIMEOUT:normal"].state == ClockState.MET
     do(ctx, tid, "close", approved_at + timedelta(days=2),
        forms.ComplaintClose(outcome="accepted", tracking="voucher used", theme="attitude"),
-       key="close.2")  # fmt: skip
+       key="close-r2")  # fmt: skip
     with session_scope() as s:
         row = s.exec(select(Complaint).where(Complaint.ticket_id == tid)).one()
         t = get_ticket(s, ticket_id=tid)

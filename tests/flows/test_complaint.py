@@ -66,20 +66,28 @@ def test_a_rejected_solution_is_proposed_again_and_the_approved_one_closes_the_c
     )
     assert ok.status_code == 200, ok.text
     # round 2: proposed again, approved through the CLI
-    submit(ticket_id, "resolve.2", {"by": "小周", "kind": "compensation",
+    submit(ticket_id, "resolve-r2", {"by": "小周", "kind": "compensation",
                                     "compensation_cny": 200, "details": "apology + voucher"})  # fmt: skip
-    wait(lambda: waits_for(ticket_id, "approve.2"), 120, "waiting for the second approval")
+    wait(lambda: waits_for(ticket_id, "approve-r2"), 120, "waiting for the second approval")
     from aftersales.cli import app as cli
 
     res = CliRunner().invoke(
         cli,
-        ["resume", ticket_id, "approve.2", "--set", "supervisor=主管-孙", "--set", "approved=true"],
+        [
+            "resume",
+            ticket_id,
+            "approve-r2",
+            "--set",
+            "supervisor=主管-孙",
+            "--set",
+            "approved=true",
+        ],
     )
     assert res.exit_code == 0, res.output
-    submit(ticket_id, "inform.2", {"agent": "小周", "via": "phone"})
+    submit(ticket_id, "inform-r2", {"agent": "小周", "via": "phone"})
     submit(
         ticket_id,
-        "close.2",
+        "close-r2",
         {"outcome": "accepted", "tracking": "voucher sent", "theme": "attitude"},
     )
     with session_scope() as s:
@@ -151,7 +159,7 @@ def test_a_second_complaint_opens_ESC_IMPORTANT_and_a_public_post_ESC_URGENT_eac
         .json()["ticket_id"]
     )
     wait(lambda: waits_for(public, "acknowledge"), 120, "the director's escalation run")
-    assert waits_for(public, "accept")  # the complaint run waits beside it
+    wait(lambda: waits_for(public, "accept"), 120, "the complaint run waiting beside it")
     assert escalations(public) == [("ESC-URGENT", "operations_director", "open")]
     assert notes(public) == [
         ("sync_group", "sync_group_post"),

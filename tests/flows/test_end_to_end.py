@@ -262,6 +262,23 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
     assert all("13812345678" not in b for b in bodies)
     assert all("13812345678" not in str(m.body) for m in stack.sink.messages())
 
+    # REP-4 handed the ticket to its callback (CB-2): the VIP is called, then called again
+    call = {"caller": "回访-林", "reached": True, "attitude": 5, "efficiency": 4,
+            "effectiveness": 5, "answer": "quick and polite"}  # fmt: skip
+    submit(ticket_id, "call", call)
+    submit(ticket_id, "second-call", {**call, "answer": "still fine"})
+    with session_scope() as s:
+        callback_run = get_sop_run(s, ticket_id=ticket_id, sop="callback")
+    assert callback_run is not None
+    wait(lambda: flow_run(callback_run.flow_run_id).state.is_completed(), 120, "callback done")
+    assert flow_run(callback_run.flow_run_id).name == f"callback-{ticket_id}"
+    with session_scope() as s:
+        cb = {c.rule_id: c for c in clocks_for(s, ticket_id=ticket_id)}
+        t = get_ticket(s, ticket_id=ticket_id)
+    assert cb["CB-2:ordinary"].state == ClockState.MET  # met, not breached (CB-2)
+    assert cb["CB-2:vip-second"].state == ClockState.MET
+    assert t.satisfaction == pytest.approx(9.33) and t.status == TicketStatus.CLOSED
+
     # the escalation is its own run: the team lead steps in (ESC-NORMAL:within stops)
     submit(
         ticket_id, "step-in", {"by": "组长-周", "action": "called the engineer; told the customer"}
@@ -290,6 +307,7 @@ def test_phone_fault_report_runs_inquiry_then_repair_with_reminder_breach_and_es
         ("dispatch", "step_done"),  # arrival
         ("customer", "repair_plan"),  # REP-3 diagnosis
         ("customer", "repair_confirmation"),  # REP-4
+        ("handler", "callback_done"),  # CB-2/CB-3 the VIP called back
         ("handler", "escalation_progress"),  # the lead stepped in
     ]
 
@@ -460,6 +478,22 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
     resumed = clocks["PRI-URGENT:resolution"]
     assert resumed.state == ClockState.MET
     assert clocks["REP-3"].state == ClockState.MET
+    # the callback is an online survey: the customer answers through the one-time link
+    wait(lambda: waits_for(ticket_id, "survey"), 120, "the callback waiting for the survey")
+    with session_scope() as s:
+        link = next(n.body for n in notifications_for(s, ticket_id=ticket_id)
+                    if n.template == "survey_link")  # fmt: skip
+    token = link.split("/surveys/")[1].split()[0]
+    answer = {"attitude": 4, "efficiency": 5, "effectiveness": 4, "answer": "ok"}
+    assert api.post(f"/surveys/{token}", json=answer).status_code == 202
+    with session_scope() as s:
+        callback_run = get_sop_run(s, ticket_id=ticket_id, sop="callback")
+    assert callback_run is not None
+    wait(lambda: flow_run(callback_run.flow_run_id).state.is_completed(), 120, "callback done")
+    assert api.post(f"/surveys/{token}", json=answer).status_code == 410  # one time only
+    with session_scope() as s:
+        cb2 = next(c for c in clocks_for(s, ticket_id=ticket_id) if c.rule_id == "CB-2:ordinary")
+    assert cb2.state == ClockState.MET
     assert escalations(ticket_id) == []
     assert notes(ticket_id) == [
         ("sync_group", "sync_group_post"),
@@ -469,6 +503,8 @@ def test_direct_repair_other_city_depot_paid_repair_waits_for_consent_with_clock
         ("customer", "repair_plan"),  # REP-3
         ("dispatch", "step_done"),  # the customer agreed
         ("customer", "repair_confirmation"),  # REP-4
+        ("customer", "survey_link"),  # CB-3: came online, an ordinary customer
+        ("handler", "callback_done"),
     ]
 
 
@@ -516,4 +552,4 @@ def test_safety_risk_opens_an_urgent_escalation_run_the_director_acknowledges_an
         ("tech_support", "emergency_plan"),
         ("pr", "emergency_plan"),
     ]
-    assert waits_for(ticket_id, "first-response")  # the inquiry run waits beside it
+    wait(lambda: waits_for(ticket_id, "first-response"), 120, "the inquiry run beside it")
