@@ -47,6 +47,10 @@ Condition = list[dict[str, Any]]
 OVERRIDABLE = ("id", "duration", "unit", "note")
 
 
+# libyaml's safe loader when built in (faster for a cold CLI), else the pure-Python one
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class PolicyError(ValueError):
     """A profile that cannot be used; the message names the rule and the field."""
 
@@ -282,7 +286,7 @@ def available_profiles() -> list[str]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise PolicyError(f"profile file {path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
