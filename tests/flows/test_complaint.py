@@ -118,9 +118,11 @@ def test_a_rejected_solution_is_proposed_again_and_the_approved_one_closes_the_c
 def test_a_second_complaint_opens_ESC_IMPORTANT_and_a_public_post_ESC_URGENT_each_its_own_run(
     stack: Stack,
 ) -> None:
-    first = open_complaint(stack)
+    # another customer than the first test's (its complaint is within this one's window)
+    who = {"customer_id": "C-1001", "customer_name": "张伟", "contact": "13812345678"}
+    first = open_complaint(stack, **who)
     submit(first, "accept", RECORD)
-    second = open_complaint(stack, description="again: the device fails after the repair")
+    second = open_complaint(stack, **who, description="again: the device fails after the repair")
     submit(second, "accept", RECORD)  # the customer's second complaint within 30 days
     wait(lambda: waits_for(second, "contact"), 120, "the CS manager's escalation run")
     submit(second, "contact", {"by": "经理-冯", "compensation_plan": "free replacement"})
