@@ -79,7 +79,7 @@ SIGNED = forms.Confirmation(test_passed=True, customer_signed=True, signer="å¼ ä
 
 
 @pytest.fixture
-def day(sqlite_db: str) -> Day:
+def day(any_db: str) -> Day:
     from aftersales.demo import seed_reference_data
 
     seed_reference_data()
