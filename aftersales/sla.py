@@ -65,32 +65,28 @@ class Deadlines:
 
 
 # ------------------------------------------------------------------ arming
-def arm(
-    session: Session,
-    *,
-    ctx: Deadlines,
-    ticket_id: str,
-    rule_id: str,
-    start: datetime,
-    instance: int = 0,
-    flow_run_id: str | None = None,
-) -> SlaClock:
-    """Arm the deadline of ``rule_id`` for a ticket from ``start``; idempotent per (ticket, rule, instance)."""
-    existing = session.exec(
+def _armed(session: Session, ticket_id: str, rule_id: str, instance: int) -> SlaClock | None:
+    return session.exec(
         select(SlaClock).where(
             SlaClock.ticket_id == ticket_id,
             SlaClock.rule_id == rule_id,
             SlaClock.instance == instance,
         )
     ).first()
-    if existing is not None:
-        if flow_run_id and not existing.flow_run_id:
-            existing.flow_run_id = flow_run_id
-            session.add(existing)
-        return existing
-    rule = ctx.profile.rule(rule_id)
-    due = ctx.due(rule, start)
-    remind_at = ctx.remind_at(rule, due, start)
+
+
+def _new_clock(
+    session: Session,
+    *,
+    ctx: Deadlines,
+    rule: Rule,
+    ticket_id: str,
+    instance: int,
+    start: datetime,
+    due: datetime,
+    remind_at: datetime | None,
+    flow_run_id: str | None,
+) -> SlaClock:
     clock = SlaClock(
         ticket_id=ticket_id,
         rule_id=rule.id,
@@ -110,6 +106,30 @@ def arm(
     session.add(clock)
     session.flush()
     return clock
+
+
+def arm(
+    session: Session,
+    *,
+    ctx: Deadlines,
+    ticket_id: str,
+    rule_id: str,
+    start: datetime,
+    instance: int = 0,
+    flow_run_id: str | None = None,
+) -> SlaClock:
+    """Arm the deadline of ``rule_id`` for a ticket from ``start``; idempotent per (ticket, rule, instance)."""
+    existing = _armed(session, ticket_id, rule_id, instance)
+    if existing is not None:
+        if flow_run_id and not existing.flow_run_id:
+            existing.flow_run_id = flow_run_id
+            session.add(existing)
+        return existing
+    rule = ctx.profile.rule(rule_id)
+    due = ctx.due(rule, start)
+    return _new_clock(session, ctx=ctx, rule=rule, ticket_id=ticket_id, instance=instance,
+                      start=start, due=due, remind_at=ctx.remind_at(rule, due, start),
+                      flow_run_id=flow_run_id)  # fmt: skip
 
 
 def arm_until(
@@ -129,13 +149,7 @@ def arm_until(
     a running clock armed again with another due (the plan changed) moves to it."""
     rule = ctx.profile.rule(rule_id)
     remind_at = remind_at if remind_at is not None and start < remind_at < due else None
-    clock = session.exec(
-        select(SlaClock).where(
-            SlaClock.ticket_id == ticket_id,
-            SlaClock.rule_id == rule_id,
-            SlaClock.instance == instance,
-        )
-    ).first()
+    clock = _armed(session, ticket_id, rule_id, instance)
     if clock is not None:
         if clock.state in ACTIVE_CLOCK_STATES and clock.due_at != due:
             clock.due_at, clock.remind_at = due, remind_at
@@ -144,25 +158,8 @@ def arm_until(
             session.add(clock)
             session.flush()
         return clock
-    clock = SlaClock(
-        ticket_id=ticket_id,
-        rule_id=rule.id,
-        clause=rule.clause,
-        instance=instance,
-        profile=ctx.profile.name,
-        kind=rule.kind,
-        unit=str(rule.unit),
-        duration=float(rule.duration or 0),
-        state=ClockState.ARMED,
-        started_at=start,
-        due_at=due,
-        remind_at=remind_at,
-        next_fire_at=remind_at or due,
-        flow_run_id=flow_run_id,
-    )
-    session.add(clock)
-    session.flush()
-    return clock
+    return _new_clock(session, ctx=ctx, rule=rule, ticket_id=ticket_id, instance=instance,
+                      start=start, due=due, remind_at=remind_at, flow_run_id=flow_run_id)  # fmt: skip
 
 
 def _select_clocks(
