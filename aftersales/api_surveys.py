@@ -32,7 +32,9 @@ def _error(status: int, code: str, field: str, rule: str) -> JSONResponse:
 @router.post(
     "/surveys/{token}",
     status_code=202,
-    responses=errors.responses("survey_unknown", "survey_not_waiting", "survey_used", "invalid_survey"),
+    responses=errors.responses(
+        "survey_unknown", "survey_not_waiting", "survey_used", "invalid_survey"
+    ),
 )
 def answer_survey(token: str, data: dict[str, Any] = Body(...)) -> JSONResponse:  # noqa: B008
     from aftersales.humansteps import resume_step

@@ -382,9 +382,18 @@ def sla_board(
             )
             mine.append(
                 BoardRow(
-                    t.id, sop, str(t.priority), owner,
-                    shown.rule_id if shown else None, shown.due_at if shown else None, state,
-                    st.id if st else None, role, person, since, esc.id if esc else None,
+                    t.id,
+                    sop,
+                    str(t.priority),
+                    owner,
+                    shown.rule_id if shown else None,
+                    shown.due_at if shown else None,
+                    state,
+                    st.id if st else None,
+                    role,
+                    person,
+                    since,
+                    esc.id if esc else None,
                 )  # fmt: skip
             )
         waiting = [r for r in mine if r.step is not None]

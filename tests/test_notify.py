@@ -441,7 +441,10 @@ def test_breach_escalation_without_level_or_ESC_clause_is_a_template_error() -> 
 @pytest.mark.parametrize("template_id", sorted(load_templates()))
 def test_every_template_renders_with_only_its_required_fields(template_id: str) -> None:
     required = template_fields(template_id, required_only=True)
-    assert "ticket_id" in required or template_id in ("quality_report_summary", "improvement_report")
+    assert "ticket_id" in required or template_id in (
+        "quality_report_summary",
+        "improvement_report",
+    )
     context = {name: SAMPLE[name] for name in required}
     message = render(template_id, context)
     assert "{" not in message.title + message.body

@@ -86,7 +86,9 @@ def test_static_check_names_the_rule_and_field_it_breaks(
     assert message in str(err.value)
 
 
-def test_a_clock_only_an_undeployed_sop_stops_is_never_armed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_clock_only_an_undeployed_sop_stops_is_never_armed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """While an SOP is declared but not deployed (as the callback SOP was before issue 7),
     a clock only it stops stays dormant: nothing nobody can stop is ever armed."""
     import dataclasses

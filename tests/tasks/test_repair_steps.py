@@ -48,7 +48,9 @@ def test_vip_goes_to_a_senior_in_the_same_city_first_ASSIGN_1() -> None:
     best, _ = nearest_engineer(vip, candidates_for(vip, [*ENGINEERS, senior_local], "上海"))
     assert best is not None and best.id == "xuhui-senior"
     # an ordinary customer gets the nearest, senior or not
-    best, _ = nearest_engineer(SHANGHAI, candidates_for(SHANGHAI, [*ENGINEERS, senior_local], "上海"))
+    best, _ = nearest_engineer(
+        SHANGHAI, candidates_for(SHANGHAI, [*ENGINEERS, senior_local], "上海")
+    )
     assert best is not None and best.id == "pudong"
 
 
