@@ -24,12 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from aftersales import errors
 from aftersales.clock import get_clock
 from aftersales.errors import BODY, COMMON, ApiError, json_body
-from aftersales.humansteps import ResumeRefused, resume_step
+from aftersales.events import PUMP
+from aftersales.humansteps import ResumeRefused, submit_step
 from aftersales.intake import IntakeError, IntakePayload, IntakeResult, accept_intake, parse_payload
 from aftersales.queue import STATES, QueueFilter, local
-from aftersales.runtime import deadlines, send_outbox_events
+from aftersales.runtime import deadlines
 from aftersales.settings import ROLES, get_settings
 from aftersales.steps import catalogue
+from aftersales.submissions import SubmissionView, views
 from aftersales.tickets import TicketView, ticket_view
 from models.db import session_scope
 from models.repository import NotFoundError, sla_board
@@ -55,10 +57,25 @@ class QueueRow(BaseModel):
 
 
 class Resumed(BaseModel):
+    """A human step's submission: ``resumed`` (200, the waiting run has it) or ``queued``
+    (202, stored durably; the run takes it when it asks for the step, or the reconciler
+    resumes it when the run waits: Prefect down, a dead or not yet waiting run)."""
+
     ticket_id: str
     step: str
-    flow_run_id: str
-    status: Literal["resumed"]
+    flow_run_id: str | None
+    status: Literal["resumed", "queued"]
+    submission_id: int
+    created: bool = True  # False: the same body for the same step was submitted before
+    sop: str = ""
+    step_key: str = ""  # the step round it completes (``resolve``, ``resolve-r2``)
+    note: str = ""
+
+
+class TicketWithSubmissions(TicketView):
+    """The ticket view with its human-step submissions not applied yet (or refused)."""
+
+    submissions: list[SubmissionView] = []
 
 
 def _forms() -> list[type[BaseModel]]:
@@ -83,7 +100,7 @@ def queue_rows(flt: QueueFilter, limit: int) -> list[QueueRow]:
     ctx = deadlines()
     tz = ctx.calendar.tz
     with session_scope() as s:
-        rows = sla_board(s, limit=1_000_000, now=get_clock().now(), profile=ctx.profile)
+        rows = sla_board(s, limit=limit, now=get_clock().now(), profile=ctx.profile, keep=flt.keep)
     return [
         QueueRow(
             ticket_id=r.ticket_id, sop=r.sop, escalation_id=r.escalation_id, step=r.step or "",
@@ -91,11 +108,10 @@ def queue_rows(flt: QueueFilter, limit: int) -> list[QueueRow]:
             next_due=local(r.next_due, tz), rule=r.next_rule, state=r.state, priority=r.priority,
         )
         for r in rows
-        if flt.keep(r)
-    ][:limit]  # fmt: skip
+    ]  # fmt: skip
 
 
-def create_app(send: Any = send_outbox_events) -> FastAPI:
+def create_app(send: Any = PUMP.queue) -> FastAPI:
     app = FastAPI(title="aftersales", version="0.2.0")
     errors.install(app)
     from aftersales.api_surveys import router as surveys  # CB-3 online survey (issue 7)
@@ -150,13 +166,19 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
             )
         return queue_rows(QueueFilter(role=role, sop=sop, state=state), limit)
 
-    @app.get("/tickets/{ticket_id}", response_model=TicketView, responses=errors.responses(*COMMON))
-    def ticket(ticket_id: str) -> TicketView:
+    @app.get(
+        "/tickets/{ticket_id}",
+        response_model=TicketWithSubmissions,
+        responses=errors.responses(*COMMON),
+    )
+    def ticket(ticket_id: str) -> TicketWithSubmissions:
         ctx = deadlines()
+        tz = ctx.calendar.tz
         try:
             with session_scope() as s:
-                return ticket_view(
-                    s, ticket_id=ticket_id, tz=ctx.calendar.tz, now=get_clock().now()
+                view = ticket_view(s, ticket_id=ticket_id, tz=tz, now=get_clock().now())
+                return TicketWithSubmissions(
+                    **view.model_dump(), submissions=views(s, ticket_id=ticket_id, tz=tz)
                 )
         except NotFoundError as exc:
             raise ApiError("not_found", [("ticket_id", str(exc))]) from None
@@ -164,16 +186,15 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
     @app.post(
         "/tickets/{ticket_id}/steps/{step}",
         response_model=Resumed,
-        responses=errors.responses(
+        responses={202: {"model": Resumed, "description": "stored; the run takes it later"}}
+        | errors.responses(
             *BODY,
             *COMMON,
             "not_waiting",
             "step_done",
-            "not_resumed",
             "invalid_form",
             "refused",
             "invalid_parameter",
-            "prefect_unavailable",
         ),  # fmt: skip
         openapi_extra=_body({"anyOf": [_ref(f) for f in _forms()]}),
     )
@@ -182,17 +203,24 @@ def create_app(send: Any = send_outbox_events) -> FastAPI:
         step: str,
         request: Request,
         escalation: int | None = Query(None, description="which escalation, when several wait"),
-    ) -> Resumed:
+    ) -> JSONResponse:
         data = await json_body(request, max_bytes=max_bytes)
         try:
-            run_id = await run_in_threadpool(
-                resume_step, ticket_id, step, data, escalation_id=escalation
+            out = await run_in_threadpool(
+                submit_step, ticket_id, step, data, escalation_id=escalation
             )
         except NotFoundError as exc:
             raise ApiError("not_found", [("ticket_id", str(exc))]) from None
         except ResumeRefused as exc:
             raise ApiError(exc.code, [(p.field, p.rule) for p in exc.problems]) from None
-        return Resumed(ticket_id=ticket_id, step=step, flow_run_id=run_id, status="resumed")
+        body = Resumed(
+            ticket_id=ticket_id, step=step, flow_run_id=out.flow_run_id,
+            status="resumed" if out.status == "resumed" else "queued",
+            submission_id=out.submission_id, created=out.created, sop=out.sop,
+            step_key=out.step_key, note=out.note,
+        )  # fmt: skip
+        return JSONResponse(status_code=200 if out.status == "resumed" else 202,
+                            content=body.model_dump())  # fmt: skip
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

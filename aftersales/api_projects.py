@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from aftersales.clock import get_clock
 from aftersales.errors import ErrorBody, error_response, json_body
-from aftersales.runtime import deadlines, send_outbox_events
+from aftersales.events import send_outbox_events
+from aftersales.runtime import deadlines
 from aftersales.settings import get_settings
 from models.db import session_scope
 from models.installation import ProjectCreate, ProjectPublic
@@ -72,7 +73,7 @@ def create_project(data: ProjectCreate) -> str:
         p = open_project(s, data=data, deadlines=deadlines(), now=now)
         tid = p.ticket_id
     try:
-        send_outbox_events(now=now, ticket_id=tid)
+        send_outbox_events(now=now, ticket_ids=[tid])
     except Exception:  # noqa: BLE001 - the courier retries
         pass
     return tid

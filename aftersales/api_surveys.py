@@ -2,8 +2,10 @@
 
 The link's token is one-time and expires (``callbacks.survey_days``); only its hash is
 stored. An unknown token answers 404, a used or expired one 410, a bad answer 422
-naming the field — and nothing is stored in any of these cases. A good answer resumes
-the callback run waiting for it (202: the run records it)."""
+naming the field — and nothing is stored in any of these cases. A good answer is stored
+durably as the ``survey`` step's submission (issue 11 §2) and resumes the callback run
+waiting for it, or waits for it while the run or the Prefect server is down (202 either
+way: the run records it once). A second answer to a link whose first is stored is 410."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from aftersales import errors
 from aftersales.clock import get_clock
 from aftersales.forms import Survey
 from models.db import session_scope
-from models.entities import Callback
+from models.entities import Callback, StepSubmission, SubmissionState
 
 router = APIRouter()
 
@@ -37,7 +39,7 @@ def _error(status: int, code: str, field: str, rule: str) -> JSONResponse:
     ),
 )
 def answer_survey(token: str, data: dict[str, Any] = Body(...)) -> JSONResponse:  # noqa: B008
-    from aftersales.humansteps import resume_step
+    from aftersales.humansteps import submit_step
     from aftersales.steps import StepError
     from tasks.callback import token_hash
 
@@ -46,7 +48,15 @@ def answer_survey(token: str, data: dict[str, Any] = Body(...)) -> JSONResponse:
         cb = s.exec(select(Callback).where(Callback.survey_token_hash == token_hash(token))).first()
         if cb is None:
             return _error(404, "survey_unknown", "token", "no survey has this link")
-        if cb.survey_used_at is not None:
+        answered = s.exec(
+            select(StepSubmission.id).where(
+                StepSubmission.ticket_id == cb.ticket_id,
+                StepSubmission.sop == "callback",
+                StepSubmission.step == "survey",
+                StepSubmission.state != SubmissionState.REFUSED,
+            )
+        ).first()
+        if cb.survey_used_at is not None or answered is not None:
             return _error(410, "survey_used", "token", "this survey was already answered")
         if cb.survey_expires_at is None or cb.survey_expires_at <= now:
             return _error(410, "survey_expired", "token", "this survey link has expired")
@@ -65,7 +75,9 @@ def answer_survey(token: str, data: dict[str, Any] = Body(...)) -> JSONResponse:
             },
         )
     try:
-        resume_step(ticket_id, "survey", data)
+        done = submit_step(ticket_id, "survey", data, now=now, actor="customer")
     except StepError as exc:
         return _error(409, "survey_not_waiting", "token", str(exc))
-    return JSONResponse(status_code=202, content={"ticket_id": ticket_id, "status": "accepted"})
+    return JSONResponse(
+        status_code=202, content={"ticket_id": ticket_id, "status": "accepted", "run": done.status}
+    )

@@ -79,7 +79,9 @@ def _read_json_object(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
-def _post_to_server(path: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+def _post_to_server(
+    path: str, data: dict[str, Any], timeout: float = 30
+) -> tuple[int, dict[str, Any]] | None:
     """POST to the running ``aftersales up`` (found by its server.json): (status, JSON
     body), or None when there is none (the command then does the work itself). Plain
     urllib: importing an HTTP client would cost a cold command a quarter of a second."""
@@ -98,7 +100,7 @@ def _post_to_server(path: str, data: dict[str, Any]) -> tuple[int, dict[str, Any
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - our own server
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our own server
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
@@ -243,8 +245,9 @@ def intake(
             return
     from aftersales.clock import get_clock
     from aftersales.discovery import prefect_api_url
-    from aftersales.intake import IntakeError, accept_intake, parse_payload
-    from aftersales.runtime import deadlines, send_outbox_events
+    from aftersales.events import send_outbox_events
+    from aftersales.intake import IntakeError, accept_intake, bounded, parse_payload
+    from aftersales.runtime import deadlines
     from models.db import init_db
 
     try:
@@ -252,7 +255,7 @@ def intake(
     except IntakeError as exc:
         _fail_all(exc.errors)
     init_db()
-    send = None if no_event or prefect_api_url() is None else send_outbox_events
+    send = None if no_event or prefect_api_url() is None else bounded(send_outbox_events)
     try:
         result = accept_intake(payload, ctx=deadlines(), now=get_clock().now(), send=send)
     except IntakeError as exc:
@@ -280,9 +283,11 @@ def resume(
         int | None, typer.Option(help="which escalation, when several wait for the step")
     ] = None,
 ) -> None:
-    """Submit a human step's form and resume the ticket's waiting run. The form and the
-    ticket's state are checked first: a bad value exits 2 naming the field, and the run
-    keeps waiting."""
+    """Submit a human step's form (also `aftersales step`). The form and the ticket's
+    state are checked first: a bad value exits 2 naming the field. A good form is stored,
+    then the waiting run resumed ("resumed"); with Prefect down or no run waiting yet it
+    is "queued" and the run takes it when it asks (never lost, never a hang: Prefect is
+    given at most prefect_call_timeout_seconds)."""
     data: dict[str, Any] = (
         _read_json_object(input_json.encode("utf-8", "surrogateescape"), "--input")
         if input_json
@@ -298,28 +303,35 @@ def resume(
             data[k] = v
     from urllib.parse import quote
 
+    from aftersales.settings import get_settings
+
     path = f"/tickets/{quote(ticket_id, safe='')}/steps/{quote(step, safe='')}" + (
         f"?escalation={escalation}" if escalation is not None else ""
     )
-    resp = _post_to_server(path, data)
+    # the server bounds its Prefect calls by prefect_call_timeout_seconds; so does this
+    bound = get_settings().prefect_call_timeout_seconds
+    resp = _post_to_server(path, data, timeout=bound + 5)
     if resp is not None:
         typer.echo(json.dumps(_answer(resp)))
         return
-    from aftersales.humansteps import ResumeRefused, resume_step
+    from dataclasses import asdict
 
+    from aftersales.humansteps import ResumeRefused, submit_step
+    from models.db import init_db
+
+    init_db()
     try:
-        run_id = resume_step(ticket_id, step, data, escalation_id=escalation)
+        out = submit_step(ticket_id, step, data, escalation_id=escalation)
     except ResumeRefused as exc:
         _fail_all([(p.field, p.rule) for p in exc.problems])
         return
     except LookupError as exc:
         _fail(str(exc))
         return
-    typer.echo(
-        json.dumps(
-            {"ticket_id": ticket_id, "step": step, "flow_run_id": run_id, "status": "resumed"}
-        )
-    )
+    typer.echo(json.dumps({"ticket_id": ticket_id, "step": step, **asdict(out)}))
+
+
+app.command("step", help="Submit a human step's form (the same as `aftersales resume`).")(resume)
 
 
 @app.command()
@@ -331,6 +343,8 @@ def ticket(
     and valid choices, its clocks, escalations and notifications, in the configured zone."""
     from aftersales.clock import get_clock
     from aftersales.runtime import deadlines
+    from aftersales.submissions import as_text as submissions_text
+    from aftersales.submissions import views
     from aftersales.tickets import as_text, ticket_view
     from models.db import session_scope
     from models.repository import NotFoundError
@@ -339,14 +353,37 @@ def ticket(
     try:
         with session_scope() as s:
             view = ticket_view(s, ticket_id=ticket_id, tz=tz, now=get_clock().now())
+            subs = views(s, ticket_id=ticket_id, tz=tz)  # pending, delivering, refused
     except NotFoundError as exc:
         _fail(str(exc))
         return
     if as_json:
-        typer.echo(view.model_dump_json(indent=2))
+        typer.echo(
+            json.dumps(
+                {**view.model_dump(), "submissions": [v.model_dump() for v in subs]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
-    for line in as_text(view):
+    for line in [*as_text(view), *submissions_text(subs)]:
         typer.echo(line)
+
+
+submissions_app = typer.Typer(no_args_is_help=True, help="Human-step submissions (issue 11).")
+app.add_typer(submissions_app, name="submissions")
+
+
+@submissions_app.command("deliver")
+def submissions_deliver() -> None:
+    """Resume the runs waiting for a stored (pending) submission now; the reconciler does
+    the same on every loop. Prints how many were resumed."""
+    from aftersales.clock import get_clock
+    from aftersales.submissions import deliver_pending
+    from models.db import init_db
+
+    init_db()
+    typer.echo(json.dumps({"resumed": deliver_pending(now=get_clock().now())}))
 
 
 @app.command()
@@ -412,7 +449,7 @@ def queue(
 @clock_app.command("run")
 def clock_run() -> None:
     """Run the SLA clock service (reminders, breaches, escalations, notification outbox)."""
-    from aftersales.runtime import SlaService
+    from aftersales.sla_service import SlaService
     from models.db import init_db
 
     init_db()
@@ -572,24 +609,38 @@ def up(
     port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
     time_scale: Annotated[float, typer.Option(help="with --demo: time compression")] = 120.0,
 ) -> None:
-    """Start everything: Prefect server (SQLite), deployments, intake endpoint, SLA clock."""
+    """Start everything: Prefect server (SQLite), deployments, intake endpoint, SLA clock;
+    each a child process restarted when it dies. One per AFTERSALES_HOME and database."""
     from aftersales.up import run_up
 
     if demo:
         os.environ["AFTERSALES_TIME_SCALE"] = str(time_scale)
-    run_up(demo=demo, port=port)
+    raise typer.Exit(run_up(demo=demo, port=port))
 
 
+@app.command("scale-out")
+def scale_out(
+    port: Annotated[int, typer.Option(help="first Prefect API replica's port")] = 4200,
+) -> None:
+    """Start the distributed topology on this machine: Prefect API replicas and services
+    apart on PostgreSQL + Redis, workers, SLA services, reconcilers, intake (docs/SCALE.md)."""
+    from aftersales.topology import run_scale_out
+
+    raise typer.Exit(run_scale_out(port=port))
+
+
+# the command groups of later issues, registered after the core commands above
+from aftersales.cli_calendar import calendar_app  # noqa: E402  (issue 6: calendar)
+from aftersales.cli_notifications import notifications_app  # noqa: E402  (issue 11: outbox)
+from aftersales.cli_projects import project_app  # noqa: E402  (issue 8: installation projects)
 from aftersales.cli_reports import register  # noqa: E402  (issue 3 commands)
+from aftersales.cli_supervise import register as register_supervise  # noqa: E402  (issue 11)
 
 register(app)
-from aftersales.cli_calendar import calendar_app  # noqa: E402  (issue 6: calendar)
-
+register_supervise(app)
 app.add_typer(calendar_app, name="calendar")
-from aftersales.cli_projects import project_app  # noqa: E402  (issue 8: installation projects)
-
 app.add_typer(project_app, name="project")
-
+app.add_typer(notifications_app, name="notifications")
 
 if __name__ == "__main__":
     app()

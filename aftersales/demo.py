@@ -92,8 +92,8 @@ def _do(ticket_id: str, step: str, data: dict[str, Any], say: Callable[[str], No
 
 def play_complaint(ctx: Any, say: Callable[[str], None]) -> str:
     """CMP-1..4: a complaint whose first solution the supervisor rejects."""
-    from aftersales.intake import accept_intake, parse_payload
-    from aftersales.runtime import send_outbox_events
+    from aftersales.events import send_outbox_events
+    from aftersales.intake import accept_intake, bounded, parse_payload
 
     c = accept_intake(
         parse_payload(
@@ -109,7 +109,7 @@ def play_complaint(ctx: Any, say: Callable[[str], None]) -> str:
         ),
         ctx=ctx,
         now=get_clock().now(),
-        send=send_outbox_events,
+        send=bounded(send_outbox_events),
     )
     tid = c.ticket_id
     say(f"[demo] opened complaint {tid}: watch complaint-{tid} and the supervisor's approval")
@@ -140,8 +140,9 @@ def play_installation(say: Callable[[str], None]) -> str:
 
 def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: float = 150) -> None:
     """Open two tickets and play the people behind them."""
-    from aftersales.intake import accept_intake, parse_payload
-    from aftersales.runtime import deadlines, send_outbox_events
+    from aftersales.events import send_outbox_events
+    from aftersales.intake import accept_intake, bounded, parse_payload
+    from aftersales.runtime import deadlines
 
     ctx = deadlines()
     stamp = int(time.time())
@@ -159,7 +160,7 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         ),
         ctx=ctx,
         now=get_clock().now(),
-        send=send_outbox_events,
+        send=bounded(send_outbox_events),
     )
     b = accept_intake(
         parse_payload(
@@ -176,7 +177,7 @@ def run_demo_script(say: Callable[[str], None] = print, hold_arrival_seconds: fl
         ),
         ctx=ctx,
         now=get_clock().now(),
-        send=send_outbox_events,
+        send=bounded(send_outbox_events),
     )
     say(f"[demo] opened {a.ticket_id} (phone, class A) and {b.ticket_id} (online, class B)")
     _do(

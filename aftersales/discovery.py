@@ -33,6 +33,12 @@ class ServerInfo:
     prefect_api_url: str
     api_url: str  # the project's HTTP API (intake, steps, queue)
     database_url: str
+    started_at: str = ""  # ISO 8601, when that ``aftersales up`` started (the refusal names it)
+
+    def describe(self) -> str:
+        """One line naming the running system (pid, since when, URLs)."""
+        since = f" since {self.started_at}" if self.started_at else ""
+        return f"pid {self.pid}{since}; Prefect API {self.prefect_api_url}; intake {self.api_url}"
 
 
 def info_path(home: Path | None = None) -> Path:
@@ -73,7 +79,7 @@ def read(home: Path | None = None, *, check_alive: bool = True) -> ServerInfo | 
     """The running system's file, or None (no file, unreadable, or its process is gone)."""
     try:
         data = json.loads(info_path(home).read_text())
-        info = ServerInfo(**{k: data[k] for k in ServerInfo.__dataclass_fields__})
+        info = ServerInfo(**{k: data[k] for k in ServerInfo.__dataclass_fields__ if k in data})
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if check_alive and not _alive(info.pid):

@@ -136,6 +136,10 @@ def install(app: FastAPI) -> None:
             )
         if exc.status_code == 404:
             return error_response("not_found", [("path", f"no route {request.url.path}")])
+        if exc.status_code == 400:
+            # FastAPI's own refusal of a body it cannot parse (a route with a body model):
+            # fuzzing found it answered as invalid_parameter, a 422 code, with status 400
+            return error_response("invalid_json", [("body", str(exc.detail))])
         return error_response(
             "invalid_parameter", [("(request)", str(exc.detail))], status=exc.status_code
         )

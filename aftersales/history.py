@@ -2,10 +2,17 @@
 
 Import (``aftersales import FILE``)
 -----------------------------------
-* Canonical columns: :data:`COLUMNS`. ``ticket_id``, ``sop``, ``channel``,
-  ``priority`` and ``created_at`` are required in every row; the other cells may
-  be empty. A file without one of the canonical columns (after the mapping) is
-  refused as a whole and nothing is imported.
+* Canonical columns: :data:`COLUMNS`: the core ones (:data:`CORE_COLUMNS`) and
+  the optional survey and complaint ones (:data:`OPTIONAL_COLUMNS`).
+  ``ticket_id``, ``sop``, ``channel``, ``priority`` and ``created_at`` are
+  required in every row; the other cells may be empty. A file without one of the
+  core columns (after the mapping) is refused as a whole and nothing is imported;
+  an optional column it lacks reads as empty cells (unless the mapping names it).
+* Survey dimensions (``satisfaction_attitude/efficiency/effectiveness``) are
+  whole numbers 1-5; when ``satisfaction`` is empty and the three are given, the
+  score is the live CB-3 rule (:attr:`aftersales.forms.Survey.satisfaction_0_10`,
+  the mean x 2). Complaint columns: ``solution`` one of :data:`SOLUTIONS`
+  (``process-change`` read as ``process_change``), ``compensation_cny`` >= 0.
 * Timestamps are ISO 8601. One with a UTC offset (``+08:00``, ``Z``) is taken as
   is; a naive one (no offset) is read as **Asia/Shanghai** local time (the
   ``timezone`` of the mapping file or ``AFTERSALES_TIMEZONE`` overrides it).
@@ -74,7 +81,8 @@ import yaml
 
 from models.history import CHANNELS, PRIORITIES, SOPS
 
-COLUMNS = (
+#: the columns every file has (their cells may still be empty, see REQUIRED)
+CORE_COLUMNS = (
     "ticket_id",
     "sop",
     "channel",
@@ -89,14 +97,72 @@ COLUMNS = (
     "team",
     "customer_id",
 )
+#: CB-3 survey dimensions, 1-5 each as asked (spec, conflicts table "satisfaction scale")
+SURVEY_COLUMNS = ("satisfaction_attitude", "satisfaction_efficiency", "satisfaction_effectiveness")
+#: what a complaint came to (CMP-3/CMP-4), for the improvement report
+COMPLAINT_COLUMNS = (
+    "product_model",
+    "root_cause",
+    "complaint_theme",
+    "solution",
+    "compensation_cny",
+)
+#: columns a file may leave out: an absent column reads as empty cells
+OPTIONAL_COLUMNS = (*SURVEY_COLUMNS, *COMPLAINT_COLUMNS)
+COLUMNS = (*CORE_COLUMNS, *OPTIONAL_COLUMNS)
 REQUIRED = ("ticket_id", "sop", "channel", "priority", "created_at")
 TIMESTAMPS = ("created_at", "first_response_at", "resolved_at", "closed_at")
-ENUMS: dict[str, tuple[str, ...]] = {"sop": SOPS, "channel": CHANNELS, "priority": PRIORITIES}
-TEXT_LIMITS = {"ticket_id": 64, "category": 60, "handler": 120, "team": 60, "customer_id": 64}
-TEXTS = ("ticket_id", "sop", "channel", "category", "priority", "handler", "team", "customer_id")
-MASKED = ("category", "handler", "team", "customer_id")
+#: CMP-3 solution kinds, as the live form (forms.Resolution) names them
+SOLUTIONS = ("apology", "compensation", "repair", "process_change")
+ENUMS: dict[str, tuple[str, ...]] = {
+    "sop": SOPS,
+    "channel": CHANNELS,
+    "priority": PRIORITIES,
+    "solution": SOLUTIONS,
+}
+#: spellings another tool may use for an enumerated value
+ENUM_ALIASES: dict[str, dict[str, str]] = {"solution": {"process-change": "process_change"}}
+TEXT_LIMITS = {
+    "ticket_id": 64,
+    "category": 60,
+    "handler": 120,
+    "team": 60,
+    "customer_id": 64,
+    "product_model": 120,
+    "root_cause": 2000,
+    "complaint_theme": 120,
+}
+TEXTS = (
+    "ticket_id",
+    "sop",
+    "channel",
+    "category",
+    "priority",
+    "handler",
+    "team",
+    "customer_id",
+    *COMPLAINT_COLUMNS[:-1],
+)
+#: numeric cells: (low, high, whole numbers only)
+NUMBERS: dict[str, tuple[float, float, bool]] = {
+    **{c: (1, 5, True) for c in SURVEY_COLUMNS},
+    "compensation_cny": (0, 100_000_000, False),
+}
+MASKED = (
+    "category",
+    "handler",
+    "team",
+    "customer_id",
+    "product_model",
+    "root_cause",
+    "complaint_theme",
+)
 GROUP_COLUMNS = ("sop", "channel", "category", "priority", "handler", "team")
-FRAME_COLUMNS = (*COLUMNS, "source")
+#: the canonical ticket frame (reports over a file or the stored tickets): the core
+#: columns, the efficiency dimension (SPD-2 speed satisfaction) and, for live tickets
+#: only (NaN elsewhere), whether a CMP clock was late (1.0) or not (0.0)
+FRAME_COLUMNS = (*CORE_COLUMNS, "satisfaction_efficiency", "cmp_clock_late", "source")
+FLOAT_COLUMNS = ("satisfaction", "satisfaction_efficiency", "cmp_clock_late")
 DEFAULT_TZ = "Asia/Shanghai"
 SUFFIXES = {".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".parquet": "parquet"}
 _OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
@@ -468,21 +534,25 @@ class Rules:
 
 
 def canonical_columns(path: Path, columns: list[str], mapping: Mapping) -> dict[str, str]:
-    """File column of every canonical column; refuses a file that lacks one."""
+    """File column of every canonical column the file has; refuses a file that lacks a
+    core column (:data:`CORE_COLUMNS`) or a column its mapping names. An optional column
+    (:data:`OPTIONAL_COLUMNS`) the file does not have is left out: its cells are empty."""
     rename = {src: dst for dst, src in mapping.columns.items()}
     missing_src = [
         f"{dst} (mapped from {src!r})" for src, dst in rename.items() if src not in columns
     ]
     have = {rename.get(c, c): c for c in columns}
-    missing = [c for c in COLUMNS if c not in have]
+    # a core column, or an optional one the mapping names (the user expects it)
+    missing = [c for c in COLUMNS if c not in have and (c in CORE_COLUMNS or c in mapping.columns)]
     if missing:
         detail = "; ".join(missing_src)
         raise HistoryFileError(
             f"{path.name}: missing column(s) {', '.join(missing)}"
             + (f" [{detail}]" if detail else "")
-            + f"; required columns: {', '.join(COLUMNS)}"
+            + f"; required columns: {', '.join(CORE_COLUMNS)}"
+            + f" (optional: {', '.join(OPTIONAL_COLUMNS)})"
         )
-    return {c: have[c] for c in COLUMNS}
+    return {c: have[c] for c in COLUMNS if c in have}
 
 
 @dataclass
@@ -513,13 +583,15 @@ def check_chunk(
 ) -> CheckedChunk:
     """Validate one chunk with every rule that concerns one row at a time (repeated ids
     are the business of :class:`Importer`, which sees the whole file). ``all_text``:
-    every cell is a str (CSV), which allows the quicker paths."""
-    raw = raw[[source[c] for c in COLUMNS]]
-    raw.columns = list(COLUMNS)
+    every cell is a str (CSV), which allows the quicker paths. The rows keep the
+    canonical columns of ``source`` (an optional column the file lacks stays out)."""
+    cols = [c for c in COLUMNS if c in source]
+    raw = raw[[source[c] for c in cols]]
+    raw.columns = cols
     text: dict[str, np.ndarray] = {}
     blank: dict[str, np.ndarray] = {}
     instants: dict[str, tuple[np.ndarray, dict[Any, str]]] = {}
-    for col in COLUMNS:
+    for col in cols:
         s = raw[col]
         cell_text = all_text
         table = rules.mapping.values.get(col)
@@ -533,7 +605,7 @@ def check_chunk(
             instants[col] = (vals, errs)
         else:
             text[col], blank[col] = column_text(s, all_text=cell_text, few=col in FEW_VALUES)
-    rows = ~np.logical_and.reduce([blank[c] for c in COLUMNS])  # blank lines are not rows
+    rows = ~np.logical_and.reduce([blank[c] for c in cols])  # blank lines are not rows
     lines_all = raw.index.to_numpy(dtype=np.int64)
     lines = lines_all[rows]
     errors: list[RowError] = []
@@ -550,7 +622,7 @@ def check_chunk(
         for line, v in zip(lines[mask], np.asarray(values, dtype=object)[mask], strict=True):
             errors.append(RowError(int(line), column, reason(v)))
 
-    for col in COLUMNS:
+    for col in cols:
         if col in TIMESTAMPS:
             vals, errs = instants[col]
             errors.extend(RowError(int(line), col, reason) for line, reason in errs.items())
@@ -568,10 +640,16 @@ def check_chunk(
             num = np.where(out_of, np.nan, num)
             out[col] = num * 2.0 if rules.scale == 5 else num
             continue
+        if col in NUMBERS:
+            out[col] = _numbers(col, txt, present, bad)
+            continue
         if col in ENUMS:
             allowed = ENUMS[col]
+            alias = ENUM_ALIASES.get(col, {})
             codes, uniques = pd.factorize(txt, use_na_sentinel=True)
-            low = np.array([*(u.lower() for u in uniques), None], dtype=object)
+            low = np.array(
+                [*(alias.get(u.lower(), u.lower()) for u in uniques), None], dtype=object
+            )
             known = np.array([*(v in allowed for v in low[:-1]), True], dtype=bool)
             bad(~known[codes], col, lambda v, a=allowed: f"{v!r} is not one of {', '.join(a)}", txt)
             txt = low[codes]
@@ -582,6 +660,8 @@ def check_chunk(
         out[col] = txt
     for col in REQUIRED:
         bad(blank[col][rows], col, "is required")
+    if all(c in out for c in SURVEY_COLUMNS):
+        out["satisfaction"] = _with_survey_scores(out["satisfaction"], out)
 
     created = out["created_at"]
     for col in ("first_response_at", "resolved_at", "closed_at"):
@@ -595,12 +675,51 @@ def check_chunk(
     return CheckedChunk(good, errors, text["ticket_id"][rows], lines)
 
 
+def _numbers(
+    col: str, txt: np.ndarray, present: np.ndarray, bad: Callable[..., None]
+) -> np.ndarray:
+    """A numeric column (:data:`NUMBERS`) as float64, NaN where empty or refused."""
+    lo, hi, whole = NUMBERS[col]
+    num = pd.to_numeric(pd.Series(txt, dtype=object), errors="coerce").to_numpy(dtype="float64")
+    nan = np.isnan(num)
+    bad(present & nan, col, lambda v: f"{v!r} is not a number", txt)
+    with np.errstate(invalid="ignore"):
+        out_of = ~nan & ((num < lo) | (num > hi))
+        frac = ~nan & ~out_of & (num != np.floor(num)) if whole else np.zeros_like(nan)
+    rng = f"{lo:.0f}-{hi:.0f}"  # whole bounds (NUMBERS)
+    bad(out_of, col, lambda v: f"{v:g} is outside {rng}", num)
+    bad(frac, col, lambda v: f"{v:g} is not a whole number {rng}", num)
+    return np.where(out_of | frac, np.nan, num)
+
+
+def _with_survey_scores(satisfaction: np.ndarray, out: dict[str, Any]) -> np.ndarray:
+    """``satisfaction`` where the file gave one; else, where the three CB-3 dimensions are
+    given, the live survey's score (:attr:`aftersales.forms.Survey.satisfaction_0_10`,
+    the mean x 2), computed once per distinct answer."""
+    dims = np.stack([out[c] for c in SURVEY_COLUMNS])
+    derive = np.isnan(satisfaction) & ~np.isnan(dims).any(axis=0)
+    if not derive.any():
+        return satisfaction
+    from aftersales.forms import Survey
+
+    a, e, f = (dims[:, derive] - 1).astype(np.int64)
+    codes = a * 25 + e * 5 + f  # one code per answer (each dimension 0-4 here)
+    table = np.full(125, np.nan)
+    for k in np.unique(codes).tolist():
+        table[k] = Survey(
+            attitude=k // 25 + 1, efficiency=k // 5 % 5 + 1, effectiveness=k % 5 + 1
+        ).satisfaction_0_10
+    got = satisfaction.copy()
+    got[derive] = table[codes]
+    return got
+
+
 def _mask_free_text(df: pd.DataFrame) -> pd.DataFrame:
     """Free text never carries personal data into reports (PRIV-1)."""
     from aftersales.privacy import mask_text
 
     df = df.copy()
-    for col in MASKED:
+    for col in (c for c in MASKED if c in df.columns):
         codes, uniques = pd.factorize(df[col].to_numpy(dtype=object), use_na_sentinel=True)
         values = uniques.tolist()
         masked = [mask_text(v) for v in values]
@@ -647,24 +766,34 @@ class MemorySink(Sink):
         return len(kept)
 
 
-INSERT_COLUMNS = (*COLUMNS, "batch_id", "source_line")
+def insert_columns(rows: pd.DataFrame) -> tuple[str, ...]:
+    """The ``history_ticket`` columns a chunk's rows fill: the canonical columns the file
+    has (a file without the optional ones writes no column of NULLs), then the batch."""
+    return (*[c for c in COLUMNS if c in rows.columns], "batch_id", "source_line")
 
 
 def _tuples(rows: pd.DataFrame, batch_id: int) -> list[tuple[Any, ...]]:
-    """Rows as DB-API tuples (None for empty cells), in ``INSERT_COLUMNS`` order."""
+    """Rows as DB-API tuples (None for empty cells), in :func:`insert_columns` order."""
     cols: list[list[Any]] = []
-    for c in COLUMNS:
+    for c in insert_columns(rows)[:-2]:
         v = rows[c].to_numpy()
         if c in TIMESTAMPS:
             obj = v.astype(object)
             obj[v == NO_US] = None
             cols.append(obj.tolist())
-        elif c == "satisfaction":
+        elif c in SURVEY_COLUMNS:  # whole numbers 1-5
+            f = v.astype("float64")
+            obj = np.where(np.isnan(f), 0, f).astype(np.int64).astype(object)
+            obj[np.isnan(f)] = None
+            cols.append(obj.tolist())
+        elif c == "satisfaction" or c in NUMBERS:
             obj = v.astype(object)
             obj[np.isnan(v.astype("float64"))] = None
             cols.append(obj.tolist())
         else:
             obj = rows[c].to_numpy(dtype=object)  # a str column holds NaN for missing
+            if not obj.flags.writeable:  # a view of the frame's own (all-empty) column
+                obj = obj.copy()
             obj[pd.isna(obj)] = None
             cols.append(obj.tolist())
     cols.append([batch_id] * len(rows))
@@ -698,10 +827,11 @@ class DatabaseSink(Sink):
     def insert(self, rows: pd.DataFrame) -> int:
         if rows.empty:
             return 0
-        names = ", ".join(INSERT_COLUMNS)
+        columns = insert_columns(rows)
+        names = ", ".join(columns)
         if self.conn.dialect.name == "postgresql":
             return self._copy(rows, names)
-        marks = ", ".join("?" for _ in INSERT_COLUMNS)
+        marks = ", ".join("?" for _ in columns)
         res = self.conn.exec_driver_sql(
             f"INSERT OR IGNORE INTO history_ticket ({names}) VALUES ({marks})",
             _tuples(rows, self.batch_id),
@@ -892,7 +1022,9 @@ def _empty_rows() -> pd.DataFrame:
 
 
 def _rows_to_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    df = rows[list(COLUMNS)].copy()
+    df = rows[list(CORE_COLUMNS)].copy()
+    eff = "satisfaction_efficiency"
+    df[eff] = rows[eff] if eff in rows.columns else np.full(len(rows), np.nan)
     for c in TIMESTAMPS:
         v = rows[c].to_numpy(dtype=np.int64)
         d = pd.Series(pd.to_datetime(np.where(v == NO_US, 0, v), unit="us", utc=True))
@@ -905,7 +1037,10 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for col in TIMESTAMPS:
         df[col] = pd.to_datetime(df[col], utc=True).astype("datetime64[ns, UTC]")
-    df["satisfaction"] = pd.to_numeric(df["satisfaction"], errors="coerce").astype("float64")
+    for col in FLOAT_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in (*GROUP_COLUMNS, "source"):
         df[col] = df[col].astype("category")
     return df[list(FRAME_COLUMNS)]
@@ -1116,15 +1251,20 @@ def load_tickets(
     from sqlalchemy import select
 
     from aftersales.report_model import micros
-    from aftersales.report_sql import LIVE, ROW_COLUMNS, ticket_rows
+    from aftersales.report_sql import LIVE, ROW_COLUMNS, SLA_CLOCK, late_cmp_clock, ticket_rows
     from models.db import get_engine
 
     lo = None if start is None else micros(start)
     hi = None if end is None else micros(end)
     rows = ticket_rows(lo, hi, include_live=include_live)
+    late_ids: set[str] = set()
     with get_engine(url).connect() as conn:
         got = conn.execute(select(rows)).all()
         live_ids = set(conn.execute(select(LIVE.c.id)).scalars()) if include_live else set()
+        if include_live:
+            late_ids = set(
+                conn.execute(select(SLA_CLOCK.c.ticket_id).where(late_cmp_clock())).scalars()
+            )
     if not got:
         return empty_frame()
     df = pd.DataFrame(got, columns=list(ROW_COLUMNS))
@@ -1138,8 +1278,13 @@ def load_tickets(
         v = pd.to_numeric(df[name], errors="coerce")
         out[col] = pd.to_datetime(v, unit="us", utc=True)
     out["satisfaction"] = df["satisfaction"]
+    out["satisfaction_efficiency"] = df["efficiency"]
     out["handler"] = df["handler"]
     out["team"] = df["team"]
     out["customer_id"] = df["customer_id"]
-    out["source"] = np.where(df["ticket_id"].isin(live_ids), "live", "history")
+    live = df["ticket_id"].isin(live_ids).to_numpy()
+    out["cmp_clock_late"] = np.where(
+        live, df["ticket_id"].isin(late_ids).to_numpy().astype("float64"), np.nan
+    )
+    out["source"] = np.where(live, "live", "history")
     return _finish(out)

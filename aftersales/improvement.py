@@ -4,8 +4,11 @@ number) with its tickets, the solutions applied and the actions still open.
 
 A complaint's theme is what the person closing it named (``complaint.theme``), else its
 product model and root cause, else its category — the three dimensions of the issue,
-in that order of precision. Pure over the database: no Prefect; the flow in
-``flows/improvement.py`` publishes it and notifies the CS manager.
+in that order of precision. Complaints imported from another tool (``history_ticket``,
+``aftersales import``; the optional columns ``complaint_theme``, ``product_model``,
+``root_cause``, ``solution``) count with the same rule, unless a live ticket has the
+same id (the live ticket wins, as in the quality report). Pure over the database: no
+Prefect; the flow in ``flows/improvement.py`` publishes it and notifies the CS manager.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import exists
 from sqlmodel import Session, select
 
 from models.entities import Complaint, Ticket
+from models.history import HistoryTicket
 
 
 @dataclass(frozen=True)
@@ -78,11 +83,18 @@ class ImprovementReport:
 
 
 def theme_of(t: Ticket, c: Complaint) -> str:
-    if c.theme:
-        return c.theme
-    if t.product_model and t.root_cause:
-        return f"{t.product_model} / {t.root_cause}"
-    return f"category {t.category or 'unclassified'}"
+    return theme(c.theme, t.product_model, t.root_cause, t.category)
+
+
+def theme(
+    named: str | None, product_model: str | None, root_cause: str | None, category: str | None
+) -> str:
+    """The theme rule (CMP-4), for live and imported complaints alike."""
+    if named:
+        return named
+    if product_model and root_cause:
+        return f"{product_model} / {root_cause}"
+    return f"category {category or 'unclassified'}"
 
 
 def _open_action(t: Ticket, c: Complaint) -> str | None:
@@ -98,20 +110,61 @@ def _open_action(t: Ticket, c: Complaint) -> str | None:
 def improvement_report(
     session: Session, *, month: str, start: datetime, end: datetime, threshold: int
 ) -> ImprovementReport:
-    """Complaints created in ``[start, end)`` (the month in the configured zone)."""
+    """Complaints created in ``[start, end)`` (the month in the configured zone), live and
+    imported, in creation order."""
     rows = session.exec(
         select(Ticket, Complaint)
         .join(Complaint, Complaint.ticket_id == Ticket.id)
         .where(Ticket.created_at >= start, Ticket.created_at < end)
         .order_by(Ticket.created_at)
     ).all()
+    found: list[tuple[datetime, str, ThemeTicket]] = [
+        (t.created_at, theme_of(t, c), ThemeTicket(t.id, c.solution or "open", _open_action(t, c)))
+        for t, c in rows
+    ]
+    found += _history(session, start, end)
+    found.sort(key=lambda f: f[0])  # stable: live before imported at the same instant
     themes: dict[str, Theme] = {}
-    for t, c in rows:
-        name = theme_of(t, c)
-        themes.setdefault(name, Theme(name)).tickets.append(
-            ThemeTicket(t.id, c.solution or "open", _open_action(t, c))
-        )
+    for _, name, ticket in found:
+        themes.setdefault(name, Theme(name)).tickets.append(ticket)
     recurring = sorted(
         (th for th in themes.values() if th.count >= threshold), key=lambda th: (-th.count, th.name)
     )
-    return ImprovementReport(month, len(rows), threshold, recurring)
+    return ImprovementReport(month, len(found), threshold, recurring)
+
+
+def _history(
+    session: Session, start: datetime, end: datetime
+) -> list[tuple[datetime, str, ThemeTicket]]:
+    """Imported complaints of ``[start, end)`` without a live twin (index on sop, created_at)."""
+    h = HistoryTicket.__table__
+    rows = session.execute(
+        select(
+            h.c.ticket_id,
+            h.c.created_at,
+            h.c.complaint_theme,
+            h.c.product_model,
+            h.c.root_cause,
+            h.c.category,
+            h.c.solution,
+            h.c.resolved_at,
+        )
+        .where(
+            h.c.sop == "complaint",
+            h.c.created_at >= start,  # EpochMicros binds the instants as microseconds
+            h.c.created_at < end,
+        )
+        .where(~exists().where(Ticket.id == h.c.ticket_id))
+    ).all()
+    return [
+        (
+            r.created_at,
+            theme(r.complaint_theme, r.product_model, r.root_cause, r.category),
+            ThemeTicket(
+                r.ticket_id,
+                r.solution or ("not recorded" if r.resolved_at else "open"),
+                None if r.resolved_at else "not resolved in the imported history",
+            ),
+        )
+        for r in rows
+    ]

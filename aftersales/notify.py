@@ -34,7 +34,7 @@ from typing import Any
 import apprise
 import yaml
 
-from aftersales.privacy import mask_mapping, mask_text
+from aftersales.privacy import mask_mapping, mask_name, mask_text
 
 __all__ = [
     "DeliveryError",
@@ -120,6 +120,7 @@ class DeliveryReport:
     delivered: bool
     error: str | None
     retryable: bool = True
+    route: str | None = None  # "primary" | "fallback": the route that delivered
 
 
 # --------------------------------------------------------------------------
@@ -155,6 +156,13 @@ def _fields(template_id: str, text: str) -> list[str]:
     return names
 
 
+#: who reads a message: named people (the name helps them), or a group channel where a
+#: customer's name is personal data (PRIV-1) and is masked like a phone number
+AUDIENCES = ("people", "group")
+#: the context fields holding a person's name
+NAME_FIELDS = frozenset({"customer_name", "signer", "name"})
+
+
 def _check_templates(data: Any, source: str) -> dict[str, dict[str, Any]]:
     if not isinstance(data, Mapping):
         raise TemplateError("*", f"{source} must map template ids to templates")
@@ -185,9 +193,16 @@ def _check_templates(data: Any, source: str) -> dict[str, dict[str, Any]]:
             isinstance(k, str) and _FIELD_NAME.match(k) for k in defaults
         ):
             raise TemplateError(tid, "defaults must map placeholder names to values")
+        audience = spec.get("audience", "people")
+        if audience not in AUDIENCES:
+            raise TemplateError(
+                tid, f"audience {audience!r} is not one of {', '.join(AUDIENCES)}", field="audience"
+            )
         _fields(tid, spec["title"])
         _fields(tid, spec["body"])
-        checked[tid] = {**spec, "defaults": dict(defaults), "clause_levels": dict(levels)}
+        checked[tid] = {
+            **spec, "defaults": dict(defaults), "clause_levels": dict(levels), "audience": audience
+        }  # fmt: skip
     return checked
 
 
@@ -275,6 +290,16 @@ def _resolve_clause(template_id: str, spec: Mapping[str, Any], ctx: Mapping[str,
     )
 
 
+@lru_cache(maxsize=256)
+def _used_names(template_id: str, path: str | None) -> frozenset[str]:
+    """The placeholders of a template's title and body, and what resolves its clause."""
+    spec = _load(path)[template_id]
+    return frozenset(
+        {*_fields(template_id, spec["title"]), *_fields(template_id, spec["body"])}
+        | {"clause", "level"}
+    )
+
+
 def render(
     template_id: str, context: Mapping[str, Any], *, path: Path | None = None
 ) -> RenderedMessage:
@@ -289,8 +314,15 @@ def render(
     template or a missing placeholder, naming both.
     """
     spec = _get(template_id, path)
-    given = {k: v for k, v in context.items() if v is not None}
+    used = _used_names(template_id, None if path is None else str(Path(path).resolve()))
+    given = {k: v for k, v in context.items() if v is not None and k in used}
+    # only the values the template shows are masked (a firing round renders thousands)
     masked = mask_mapping({**spec["defaults"], **given})
+    if spec["audience"] == "group":  # PRIV-1: names too in a group channel
+        masked = {
+            k: mask_name(v) if k in NAME_FIELDS and str(v).strip(" -") else v
+            for k, v in masked.items()
+        }  # a default "-" (no name given) stays as it is
     clause = _resolve_clause(template_id, spec, masked)
     values = {**masked, "clause": clause}
     parts: dict[str, str] = {}
@@ -370,8 +402,51 @@ def with_timeouts(url: str, seconds: float) -> str:
     return f"{url}{sep}cto={seconds:g}&rto={seconds:g}"
 
 
+class _TokenBucket:
+    """At most ``rate`` messages per second to one target, bursts up to ``burst``.
+
+    Sleeping here is a sub-second pacing of real I/O, never a deadline."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._tokens = self.burst
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+                self._at = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+def _as_routes(
+    routes: Callable[[str], list[str]] | Mapping[str, list[str]] | None,
+) -> Callable[[str], list[str]]:
+    if routes is None:
+        return lambda role: []
+    if isinstance(routes, Mapping):
+        table = {role: list(urls) for role, urls in routes.items()}
+        return lambda role: list(table.get(role, []))
+    return routes
+
+
 class Notifier:
-    """Sends rendered messages to the Apprise URLs configured for a role."""
+    """Sends rendered messages to the Apprise URLs configured for a role.
+
+    One ``apprise.Apprise`` object per target URL is kept per thread (built once, reused
+    for every message; Apprise's ``json://`` plugin opens a connection per request, so
+    there is no connection to keep). ``rate_per_target`` paces messages per target URL
+    across threads (token bucket). A role may have ``fallback`` routes, which
+    ``try_send(..., fallback=True)`` uses when the role's own route fails (and always
+    when the role has no route of its own)."""
 
     def __init__(
         self,
@@ -381,27 +456,33 @@ class Notifier:
         backoff_seconds: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
         timeout_seconds: float = 4.0,
+        fallback: Callable[[str], list[str]] | Mapping[str, list[str]] | None = None,
+        rate_per_target: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         if backoff_seconds < 0:
             raise ValueError("backoff_seconds must be >= 0")
-        if isinstance(routes, Mapping):
-            table = {role: list(urls) for role, urls in routes.items()}
-            self._routes: Callable[[str], list[str]] = lambda role: list(table.get(role, []))
-        else:
-            self._routes = routes
+        if rate_per_target < 0:
+            raise ValueError("rate_per_target must be >= 0")
+        self._routes = _as_routes(routes)
+        self._fallback = _as_routes(fallback)
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
         self.timeout_seconds = timeout_seconds
+        self.rate_per_target = rate_per_target
+        self._local = threading.local()
+        self._buckets: dict[str, _TokenBucket] = {}
+        self._buckets_lock = threading.Lock()
 
     @classmethod
     def from_settings(
         cls, settings: Any = None, *, sleep: Callable[[float], None] = time.sleep
     ) -> Notifier:
-        """A notifier using ``settings.routes`` and its attempts/backoff
-        (``get_settings()`` when ``settings`` is None)."""
+        """A notifier using ``settings.routes`` (and ``fallback_routes``), its
+        attempts/backoff, timeout and per-target rate (``get_settings()`` when
+        ``settings`` is None)."""
         if settings is None:
             from aftersales.settings import get_settings
 
@@ -412,20 +493,47 @@ class Notifier:
             backoff_seconds=settings.notify_backoff_seconds,
             sleep=sleep,
             timeout_seconds=settings.notify_timeout_seconds,
+            fallback=getattr(settings, "fallback_routes", None),
+            rate_per_target=getattr(settings, "notify_rate_per_target", 0.0),
         )
 
     def backoff(self, attempt: int) -> float:
         """Delay after failed attempt number ``attempt`` (1-based)."""
         return self.backoff_seconds * 2 ** (attempt - 1)
 
+    def has_fallback(self, role: str) -> bool:
+        return any(u.strip() for u in self._fallback(role))
+
+    # ------------------------------------------------------------ targets
+    def _apprise(self, url: str) -> apprise.Apprise | None:
+        """The thread's cached Apprise object for ``url`` (None: not a valid URL)."""
+        cache: dict[str, apprise.Apprise | None] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        if url not in cache:
+            target = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
+            cache[url] = target if target.add(with_timeouts(url, self.timeout_seconds)) else None
+        return cache[url]
+
+    def _pace(self, url: str) -> None:
+        if self.rate_per_target <= 0:
+            return
+        bucket = self._buckets.get(url)
+        if bucket is None:
+            with self._buckets_lock:
+                bucket = self._buckets.setdefault(
+                    url, _TokenBucket(self.rate_per_target, self.rate_per_target)
+                )
+        bucket.acquire()
+
     def _targets(self, role: str, message: RenderedMessage) -> list[apprise.Apprise]:
-        urls = [u for u in self._routes(role) if u and u.strip()]
+        urls = [u.strip() for u in self._routes(role) if u and u.strip()]
         if not urls:
             raise NoRouteError(role, message.template)
         targets: list[apprise.Apprise] = []
         for index, url in enumerate(urls, start=1):
-            target = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
-            if not target.add(with_timeouts(url.strip(), self.timeout_seconds)):
+            target = self._apprise(url)
+            if target is None:
                 # Never echo the URL: it may carry a token or password.
                 raise DeliveryError(
                     role,
@@ -478,18 +586,78 @@ class Notifier:
                 self._sleep(self.backoff(attempt))
         raise DeliveryError(role, message.template, self.max_attempts, reason)
 
-    def try_send(self, role: str, message: RenderedMessage) -> DeliveryReport:
+    def _try_urls(
+        self,
+        role: str,
+        message: RenderedMessage,
+        urls: list[str],
+        kind: str,
+        down: set[str] | None,
+    ) -> tuple[str | None, bool]:
+        """One attempt to each of ``urls``: (masked reason of the last failure or None,
+        retryable). A URL in ``down`` (it did not answer earlier in this round) is not
+        tried again in the round; a URL that fails is added to it."""
+        reason: str | None = None
+        for index, url in enumerate(urls, start=1):
+            target = self._apprise(url)
+            if target is None:
+                return (
+                    f"{kind} Apprise URL #{index} of {len(urls)} for role {role!r} is not valid",
+                    False,
+                )
+            if down is not None and url in down:
+                reason = f"{kind} URL #{index} did not answer earlier in this round"
+                continue
+            self._pace(url)
+            failure = _attempt(target, message)
+            if failure is not None:
+                reason = failure
+                if down is not None:
+                    down.add(url)
+        return reason, True
+
+    def try_send(
+        self,
+        role: str,
+        message: RenderedMessage,
+        *,
+        fallback: bool = False,
+        down: set[str] | None = None,
+    ) -> DeliveryReport:
         """One attempt to every URL of ``role``, no sleeping, never raises for a
         delivery problem: the report carries ``delivered=False`` and the masked
-        error. ``retryable`` is False for a missing route or an invalid URL."""
-        try:
-            targets = self._targets(role, message)
-        except DeliveryError as exc:
-            return DeliveryReport(role, message.template, 0, False, str(exc), exc.retryable)
-        reasons = [r for r in (_attempt(t, message) for t in targets) if r is not None]
-        if reasons:
-            error = str(DeliveryError(role, message.template, 1, reasons[-1]))
-            log.warning("%s", error)
-            return DeliveryReport(role, message.template, 1, False, error)
-        log.info("delivered %s (%s) to %s", message.template, message.clause, role)
-        return DeliveryReport(role, message.template, 1, True, None)
+        error, and ``route`` says which route delivered ("primary" or "fallback").
+        With ``fallback`` (or when the role has no route of its own) the role's
+        fallback URLs are tried after its own failed. ``retryable`` is False only when
+        no route could ever deliver: no route and no fallback, or an invalid URL."""
+        primary = [u.strip() for u in self._routes(role) if u and u.strip()]
+        backup = [u.strip() for u in self._fallback(role) if u and u.strip()]
+        errors: list[tuple[str, bool]] = []
+        if primary:
+            reason, retryable = self._try_urls(role, message, primary, "primary", down)
+            if reason is None:
+                log.info("delivered %s (%s) to %s", message.template, message.clause, role)
+                return DeliveryReport(role, message.template, 1, True, None, route="primary")
+            errors.append((reason, retryable))
+        else:
+            errors.append((str(NoRouteError(role, message.template).reason), False))
+        if backup and (fallback or not primary or not errors[-1][1]):
+            reason, retryable = self._try_urls(role, message, backup, "fallback", down)
+            if reason is None:
+                log.info(
+                    "delivered %s (%s) to %s by its fallback route",
+                    message.template,
+                    message.clause,
+                    role,
+                )
+                return DeliveryReport(role, message.template, 1, True, None, route="fallback")
+            errors.append((reason, retryable))
+        retryable = any(r for _, r in errors)
+        error = str(
+            DeliveryError(
+                role, message.template, 1, "; ".join(e for e, _ in errors), retryable=retryable
+            )
+        )
+        log.warning("%s", error)
+        attempts = 1 if retryable else 0  # an unroutable message was not sent anywhere
+        return DeliveryReport(role, message.template, attempts, False, error, retryable)

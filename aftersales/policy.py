@@ -272,6 +272,10 @@ class Profile(BaseModel):
         return [r for r in self.rules.values() if ref in r.stops]
 
 
+#: the sections an extending profile merges into its base's, key by key
+SECTIONS = ("targets", "reminders", "escalations", "complaints", "callbacks")
+
+
 def _packaged(name: str) -> Path | None:
     ref = resources.files("aftersales") / "policies" / f"{name}.yaml"
     return Path(str(ref)) if ref.is_file() else None
@@ -314,6 +318,10 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     for i, raw in enumerate(rules_list):
         if not isinstance(raw, dict) or "id" not in raw:
             raise PolicyError(f"profile {name_or_path!r}: rules[{i}]: field id: is required")
+        if not isinstance(raw["id"], str):  # fuzzing: a list id was a TypeError
+            raise PolicyError(
+                f"profile {name_or_path!r}: rules[{i}]: field id: must be a clause id text"
+            )
         if raw["id"] in rules:
             raise PolicyError(f"profile {name_or_path!r}: rule {raw['id']}: field id: duplicate")
         rules[raw["id"]] = raw
@@ -335,8 +343,15 @@ def _raw(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
                     )
             merged_rules[rid] = {**merged_rules[rid], **raw}
         # a what-if profile (aftersales replay) may drop a rule: that clock is not armed
-        for rid in data.get("remove", []) or []:
-            merged_rules.pop(rid, None)
+        remove = data.get("remove", []) or []
+        if not isinstance(remove, list):  # fuzzing: a number here was a TypeError
+            raise PolicyError(f"profile {name_or_path!r}: field remove: must be a list of rule ids")
+        for section in SECTIONS:  # fuzzing: a list here was a TypeError
+            if not isinstance(data.get(section, {}), dict):
+                raise PolicyError(f"profile {name_or_path!r}: field {section}: must be a mapping")
+        for rid in remove:
+            if isinstance(rid, str):
+                merged_rules.pop(rid, None)
         data = {
             **base,
             **{k: v for k, v in data.items() if k not in ("rules", "extends", "remove")},

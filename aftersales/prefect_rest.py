@@ -45,7 +45,14 @@ class RunState:
 
 
 class PrefectRest:
-    def __init__(self, api_url: str | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self, api_url: str | None = None, timeout: float | None = None, budget: float | None = None
+    ) -> None:
+        """``timeout`` bounds one call (default ``prefect_call_timeout_seconds``); ``budget``
+        (seconds, default none) bounds every call of this client together, retries and
+        waits included: past it a call raises :class:`PrefectRestError` at once."""
+        import time
+
         from aftersales.discovery import prefect_api_url
         from aftersales.settings import get_settings
 
@@ -53,9 +60,17 @@ class PrefectRest:
         if not url:
             raise NoPrefectServer()
         self.url = url.rstrip("/")
-        self.client = httpx.Client(
-            base_url=self.url, timeout=timeout or get_settings().prefect_call_timeout_seconds
-        )
+        self.timeout = timeout or get_settings().prefect_call_timeout_seconds
+        self.deadline = None if budget is None else time.monotonic() + budget
+        self.client = httpx.Client(base_url=self.url, timeout=self.timeout)
+
+    def remaining(self) -> float:
+        """Seconds left of the budget (the call timeout when there is no budget)."""
+        import time
+
+        if self.deadline is None:
+            return self.timeout
+        return max(0.0, min(self.timeout, self.deadline - time.monotonic()))
 
     def __enter__(self) -> PrefectRest:
         return self
@@ -72,13 +87,20 @@ class PrefectRest:
 
         delay = 0.5
         for attempt in range(6):
+            left = self.remaining()
+            if left <= 0:
+                raise PrefectRestError(
+                    f"the Prefect server at {self.url} did not answer within the time allowed"
+                )
             try:
-                r = self.client.request(method, path, **kw)
+                r = self.client.request(method, path, timeout=left, **kw)
             except httpx.HTTPError as exc:
                 raise PrefectRestError(
                     f"the Prefect server at {self.url} did not answer ({type(exc).__name__}: {exc})"
                 ) from None
             if r.status_code not in self.RETRY_STATUS or attempt == 5:
+                return r
+            if self.remaining() <= delay:
                 return r
             time.sleep(delay)
             delay = min(delay * 2, 4.0)

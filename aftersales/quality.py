@@ -17,8 +17,11 @@ Definitions (``docs/REPORTS.md`` has the same text):
 * **Fault resolution rate** (QA-2): repairs (``sop == repair``) resolved at most
   ``targets.fault_resolution_days`` (30 x 24 h, inclusive) after creation,
   divided by all repairs. Unresolved repairs count as not resolved in time.
-* **Complaint on-time rate**: complaints that meet every CMP clock computable
-  from the canonical timestamps, divided by all complaints:
+* **Complaint on-time rate**: complaints on time divided by all complaints. A
+  live complaint is on time when it was answered (first response and resolution)
+  and none of its CMP clocks (``sla_clock``: CMP-1, CMP-2, CMP-2:cross-department,
+  CMP-3) was late: breached, or met after its due time. A history complaint
+  (no clocks) meets every CMP clock computable from the canonical timestamps:
   (1) first response (= investigation started) no later than CMP-1 then CMP-2
   chained from creation (10 min + 1 h in the default profile), and
   (2) resolved (= approved result sent) no later than CMP-3 counted from the
@@ -28,7 +31,8 @@ Definitions (``docs/REPORTS.md`` has the same text):
   cases (CMP-2:cross-department) cannot be told apart in history and are not
   given the extra 2 working days.
 * **Satisfaction** (QA-2): mean score (0-10) over tickets that have a score
-  (summed in thousandths of a point).
+  (summed in thousandths of a point); a live ticket's is its CB-3 survey, the
+  mean of the three 1-5 dimensions x 2.
 * Rates are fractions 0-1; a metric is ``None`` when its denominator is 0.
 * **Misses** (QA-3): response compliance below ``targets.response_compliance``
   and satisfaction below ``targets.satisfaction_avg``. Each miss lists its

@@ -69,6 +69,14 @@ def _optional_skipped(sop: str, st: Step, scope: Scope, profile: Profile) -> boo
         return not ({r.id for r in profile.stopped_by(ref)} & scope.armed)
     if ref == "repair.engineer":
         return "dispatch" in scope.done
+    # CB-1's method: an online survey (send-survey done) is answered by the customer; a
+    # phone callback is the handler's call (flows/callback.py asks one or the other)
+    if ref == "callback.call":
+        return "send-survey" in scope.done
+    if ref == "callback.survey":
+        return "send-survey" not in scope.done
+    if ref == "callback.second-call":  # only for a VIP: REP-4 armed CB-2:vip-second
+        return not ({r.id for r in profile.stopped_by(ref)} & scope.armed)
     if st.resume_when:  # asked only while the step before paused the SOP for the customer
         spec = catalogue()[sop]
         before = spec.steps[[s.id for s in spec.steps].index(st.id) - 1]

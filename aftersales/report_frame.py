@@ -182,7 +182,11 @@ def quality_flags(df: pd.DataFrame, rules: QualityRules, vcal: VectorCalendar) -
     rep = sop == "repair"
     cmp_ = sop == "complaint"
     cmp_ok = np.zeros(len(df), dtype=bool)
-    answered = cmp_ & f_ok & r_ok
+    # a live complaint (load_tickets) is judged by its clocks: answered, none late
+    late = df["cmp_clock_late"].to_numpy(dtype="float64")
+    by_clock = ~np.isnan(late)
+    cmp_ok[by_clock] = (cmp_ & f_ok & r_ok & (late == 0))[by_clock]
+    answered = cmp_ & f_ok & r_ok & ~by_clock
     if answered.any():
         d12 = chain_due(c[answered], np.ones(answered.sum(), bool), rules.cmp_response, vcal)
         d3 = chain_due(f[answered], np.ones(answered.sum(), bool), rules.cmp_resolution, vcal)
@@ -267,7 +271,10 @@ def speed_cells(
     c, _ = us(w["created_at"])
     f, f_ok = us(w["first_response_at"])
     cl, cl_ok = us(w["closed_at"])
-    sat = w["satisfaction"].to_numpy(dtype="float64")
+    # SPD-2 speed satisfaction on 0-10: the efficiency dimension x 2, else the score
+    # (report_sql.speed_score)
+    eff = w["satisfaction_efficiency"].to_numpy(dtype="float64")
+    sat = np.where(np.isnan(eff), w["satisfaction"].to_numpy(dtype="float64"), eff * 2.0)
     rated = ~np.isnan(sat)
     frame = pd.DataFrame(
         {

@@ -273,6 +273,8 @@ class SpeedSums(Sums):
     closed: int = 0
     resolution_ms: int = 0  # sum of closed_at - created_at, whole ms
     over_limit: int = 0  # answered later than the limit, or never
+    # SPD-2 speed satisfaction: tickets with a speed score (0-10: the CB-3 efficiency
+    # dimension x 2, else the ticket's score; report_sql.speed_score) and their sum
     ratings: int = 0
     satisfaction_milli: int = 0
 

@@ -9,6 +9,9 @@ tickets; :mod:`aftersales.report_model` turns the sums into the report.
   the query); a history row whose ``ticket_id`` is a live ticket's id is left
   out (the live ticket wins). The month window uses ``ix_history_ticket_created_at``
   and ``ix_ticket_created_at``.
+* **Live complaints** are judged by their clocks (``sla_clock``, the record of the
+  CMP deadlines): on time when answered and no CMP clock was late; history
+  complaints, which have no clocks, by the deadlines chained from their instants.
 * **Working-time deadlines** (CMP-3, and any rule in working units) are two
   index lookups in ``working_period`` per ticket (see
   :mod:`aftersales.working_periods`), evaluated only for the tickets they
@@ -33,6 +36,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     BigInteger,
     Float,
+    Integer,
     String,
     and_,
     case,
@@ -183,9 +187,14 @@ def schema_ready(engine: Engine) -> bool:
     try:
         with engine.connect() as conn:
             versions = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            if not versions or versions & REVISIONS_BEFORE_0004:
+                return False
+            # revision 0011 (history survey columns): probed, as the revision chain may
+            # have several heads
+            conn.execute(text("SELECT satisfaction_efficiency FROM history_ticket LIMIT 0"))
     except DBAPIError:
         return False
-    return bool(versions) and not (versions & REVISIONS_BEFORE_0004)
+    return True
 
 
 # ------------------------------------------------------------------ the rows
@@ -201,6 +210,7 @@ LIVE = table(
     column("owner_team", String),
     column("handler", String),
     column("satisfaction", Float),
+    column("satisfaction_efficiency", Integer),
     column("customer_id", String),
     column("created_at", UTCDateTime()),
     column("first_response_at", UTCDateTime()),
@@ -221,6 +231,7 @@ ROW_COLUMNS = (
     "r",
     "cl",
     "customer_id",
+    "efficiency",
 )
 
 
@@ -235,16 +246,18 @@ def ticket_rows(
 ) -> Any:
     """History and live tickets created in ``[lo_us, hi_us)`` (optionally of one ``sop``)
     with canonical ``columns`` (a subset of :data:`ROW_COLUMNS`): ``ticket_id, sop, channel,
-    category, priority, team, handler, satisfaction, customer_id`` and the instants ``c``
-    (created), ``f`` (first response), ``r`` (resolved), ``cl`` (closed) in microseconds.
+    category, priority, team, handler, satisfaction, customer_id``, ``efficiency`` (the CB-3
+    resolution-efficiency dimension, 1-5) and the instants ``c`` (created), ``f`` (first
+    response), ``r`` (resolved), ``cl`` (closed) in microseconds.
 
     ``part`` selects: ``all`` (history rows without a live twin, and the live tickets),
     ``history`` (every history row), ``shadowed`` (history rows with a live twin; found
-    from the live ids, so it costs as many lookups as there are live tickets) or
+    from the live ids, so it costs as many lookups as there are live tickets),
+    ``unshadowed`` (history rows without a live twin: a lookup per history row) or
     ``live``. Sums are additive: all = history - shadowed + live, which spares a
     lookup per history row on SQLite.
     """
-    if part not in ("all", "history", "shadowed", "live"):
+    if part not in ("all", "history", "shadowed", "unshadowed", "live"):
         raise ValueError(f"unknown part {part!r}")
     unknown = set(columns) - set(ROW_COLUMNS)
     if unknown:
@@ -268,6 +281,7 @@ def ticket_rows(
         "r": us("resolved_at"),
         "cl": us("closed_at"),
         "customer_id": h.c.customer_id,
+        "efficiency": h.c.satisfaction_efficiency,
     }
     hist = select(*[h_cols[n].label(n) for n in columns])
     if lo_us is not None:
@@ -282,6 +296,8 @@ def ticket_rows(
     if part == "shadowed":
         return hist.where(h.c.ticket_id.in_(select(t.c.id))).subquery("rows")
     hist = hist.where(~exists().where(t.c.id == h.c.ticket_id))
+    if part == "unshadowed":
+        return hist.subquery("rows")
 
     def values(col: Any) -> ColumnElement[str]:
         # enum columns hold the members' names, the upper-case values (a native enum on
@@ -302,6 +318,7 @@ def ticket_rows(
         "r": epoch_us(t.c.resolved_at),
         "cl": epoch_us(t.c.closed_at),
         "customer_id": t.c.customer_id,
+        "efficiency": t.c.satisfaction_efficiency,
     }
     live = select(*[t_cols[n].label(n) for n in columns])
     if lo_us is not None:
@@ -676,7 +693,9 @@ def _quality_complaints(
     buckets: Buckets | None,
     dialect: str = "sqlite",
 ) -> Select[Any]:
-    """Complaints meeting every CMP clock (and deadlines outside the periods), per group.
+    """History complaints meeting the CMP deadlines chained from their instants (and
+    deadlines outside the periods), per group. Only history rows without a live twin:
+    a live complaint is judged by its clocks (:func:`_live_complaints`).
 
     Nearly every row (an answered complaint) needs its deadline: PostgreSQL finds them
     faster with one sorted merge than with an index lookup per row (0.24 s against
@@ -684,9 +703,9 @@ def _quality_complaints(
     against 0.14 s)."""
     rows = ticket_rows(
         *window,
-        include_live=include_live,
         columns=("channel", "category", "team", "handler", "c", "f", "r"),
         sop="complaint",
+        part="unshadowed" if include_live else "history",
     )
     st = Staged(rows)
 
@@ -707,6 +726,50 @@ def _quality_complaints(
         *keys,
         func.sum(one(and_(answered(c), c.f <= c.d12, c.r <= c.d3))).label("complaints_ok"),
         func.sum(one(and_(answered(c), or_(c.d12.is_(None), c.d3.is_(None))))).label("uncovered"),
+    ).group_by(*keys)
+
+
+#: the clocks of the complaint SOP (policy rules CMP-1, CMP-2, CMP-2:cross-department, CMP-3)
+CMP_CLOCKS = "CMP-%"
+#: the columns of ``sla_clock`` (models.entities.SlaClock) a live complaint's verdict reads
+SLA_CLOCK = table(
+    "sla_clock",
+    column("ticket_id", String),
+    column("rule_id", String),
+    column("due_at", UTCDateTime()),
+    column("met_at", UTCDateTime()),
+    column("breached_at", UTCDateTime()),
+)
+
+
+def late_cmp_clock() -> ColumnElement[bool]:
+    """A CMP clock of ``sla_clock`` that was late: the SLA service fired it past its due
+    time (``breached_at``), or it was met after its due time before the service fired
+    it (``met_at > due_at``)."""
+    k = SLA_CLOCK
+    return and_(
+        k.c.rule_id.like(CMP_CLOCKS),
+        or_(k.c.breached_at.is_not(None), k.c.met_at > k.c.due_at),
+    )
+
+
+def _live_complaints(window: tuple[int, int], *, buckets: Buckets | None) -> Select[Any]:
+    """Live complaints on time, per group: answered (first response and resolution) and
+    none of their CMP clocks breached. The clocks are the record: a clock the SLA service
+    fired past its due time has ``breached_at``; one met after its due time before the
+    service fired it (``met_at > due_at``) was late all the same. One anti-join on the
+    indexed ``sla_clock.ticket_id`` per live complaint of the window."""
+    c = ticket_rows(
+        *window,
+        columns=("ticket_id", "channel", "category", "team", "handler", "c", "f", "r"),
+        sop="complaint",
+        part="live",
+    ).c
+    late = exists().where(SLA_CLOCK.c.ticket_id == c.ticket_id, late_cmp_clock())
+    keys = _keys(c, buckets)
+    return select(
+        *keys,
+        func.sum(one(and_(c.f.is_not(None), c.r.is_not(None), ~late))).label("complaints_ok"),
     ).group_by(*keys)
 
 
@@ -749,13 +812,20 @@ def _quality_groups(
         window=window,
         steps=rules.steps,
         rows=lambda: ticket_rows(
-            *window, include_live=include_live, columns=("c", "f"), sop="complaint"
+            *window,
+            columns=("c", "f"),
+            sop="complaint",
+            part="unshadowed" if include_live else "history",
         ),
         start_columns=["c", "f"],
         query=query,
     )
     acc: dict[Any, list[int]] = {}
     with reading(engine) as conn:
+        if include_live:
+            for row in conn.execute(_live_complaints(window, buckets=buckets)).all():
+                k = group(row)
+                complaints_ok[k] = complaints_ok.get(k, 0) + int(row[nkeys] or 0)
         for part, sign in parts(include_live):
             for row in conn.execute(_quality_main(rules, window, part=part, buckets=buckets)).all():
                 k = group(row)
@@ -826,9 +896,19 @@ def speed_cells(
     return [SpeedCell(w, cat, SpeedSums(*n)) for (w, cat), n in acc.items() if n[0]]
 
 
+def speed_score(efficiency: ColumnElement[Any], satisfaction: ColumnElement[Any]) -> Any:
+    """SPD-2 "speed satisfaction" of a ticket on 0-10 (the report halves the average):
+    the CB-3 resolution-efficiency dimension (1-5) x 2 where the survey recorded it,
+    else the ticket's 0-10 score (history without the dimensions)."""
+    return func.coalesce(efficiency * 2.0, satisfaction)
+
+
 def _speed_select(weeks: Buckets, window: tuple[int, int], limit_us: int, part: str) -> Any:
-    rows = ticket_rows(*window, columns=("category", "satisfaction", "c", "f", "cl"), part=part)
+    rows = ticket_rows(
+        *window, columns=("category", "satisfaction", "efficiency", "c", "f", "cl"), part=part
+    )
     c = rows.c
+    score = speed_score(c.efficiency, c.satisfaction)
     week = _bucket(c.c, weeks).label("week")
     return select(
         week,
@@ -839,8 +919,8 @@ def _speed_select(weeks: Buckets, window: tuple[int, int], limit_us: int, part: 
         func.count(c.cl).label("closed"),
         func.coalesce(func.sum((c.cl - c.c) // 1000), 0).label("resolution_ms"),
         func.sum(case((c.f - c.c <= limit_us, 0), else_=1)).label("over_limit"),
-        func.count(c.satisfaction).label("ratings"),
-        func.coalesce(func.sum(score_milli(c.satisfaction)), 0).label("satisfaction_milli"),
+        func.count(score).label("ratings"),
+        func.coalesce(func.sum(score_milli(score)), 0).label("satisfaction_milli"),
     ).group_by(week, c.category)
 
 

@@ -16,8 +16,9 @@ Over the tickets *created* in the last ``months`` calendar months ending with
 
 Durations are summed in whole milliseconds. Compared with the SPD-2 targets of
 the profile: average first response <= ``speed_first_response_hours``,
-over-limit share <= ``speed_over_limit_share``, speed satisfaction (the 0-10
-average / 2, on the 5-point scale) >= ``speed_satisfaction_5``. First-contact
+over-limit share <= ``speed_over_limit_share``, speed satisfaction (1-5: the CB-3
+resolution-efficiency dimension where a survey recorded it, else the 0-10 score / 2;
+:func:`aftersales.report_sql.speed_score`) >= ``speed_satisfaction_5``. First-contact
 resolution cannot be derived from the canonical history columns; it is
 reported as ``null`` ("not measured").
 

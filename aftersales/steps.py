@@ -507,8 +507,10 @@ def complete(
     ).first()
     if prior is not None:
         return StepResult(
-            sop, step, key, ticket_id, done=True, at=prior.completed_at, form=form, already=True
-        )
+            sop, step, key, ticket_id, done=True, at=prior.completed_at, form=form, already=True,
+            closed=prior.closed, paused=prior.paused, handed_over=prior.handed_over,
+            value=prior.value,
+        )  # fmt: skip
     if (st.form is None) != (form is None):
         raise StepError(f"step {ref_of(sop, step)}: form {'missing' if form is None else 'given'}")
     ticket = get_ticket(session, ticket_id=ticket_id)
@@ -595,6 +597,10 @@ def complete(
             completed_at=at,
             recorded_at=now,
             flow_run_id=flow_run_id,
+            value=outcome.value,
+            closed=closed,
+            paused=paused,
+            handed_over=handed,
         )
     )
     queue_event(

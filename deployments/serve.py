@@ -8,6 +8,8 @@ subprocess; a suspended run holds no process).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect.events import DeploymentEventTrigger
 
 from aftersales.steps import START_EVENTS
@@ -98,8 +100,62 @@ def build_deployments() -> list:
     return out
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def entrypoint_file(path: str) -> str:
+    """``flows.inquiry:inquiry`` -> ``flows/inquiry.py:inquiry`` (prefect.yaml's form)."""
+    mod, attr = path.split(":")
+    return f"{mod.replace('.', '/')}.py:{attr}"
+
+
+def deploy_to_pool(work_pool: str) -> list[str]:
+    """Register the same deployments and triggers in a process work pool (issue 9): each
+    run's code is this checkout (a ``set_working_directory`` pull step), started by the
+    pool's job command (``aftersales.launch_client``: a fork of the launcher daemon).
+    The same as ``prefect deploy --all`` with prefect.yaml, without the CLI."""
+    from prefect import Flow
+    from prefect.schedules import Cron
+
+    names = []
+    for name, (path, event, tags) in DEPLOYMENTS.items():
+        fl = Flow.from_source(source=str(ROOT), entrypoint=entrypoint_file(path))
+        fl.to_deployment(  # type: ignore[union-attr]
+            name=name,
+            tags=tags,
+            triggers=[trigger_for(event)],
+            concurrency_limit=concurrency_limit(name),
+            work_pool_name=work_pool,
+        ).apply()
+        names.append(name)
+    for name, (path, cron, tags) in SCHEDULED.items():
+        fl = Flow.from_source(source=str(ROOT), entrypoint=entrypoint_file(path))
+        fl.to_deployment(  # type: ignore[union-attr]
+            name=name,
+            tags=tags,
+            schedules=[Cron(cron, timezone=REPORT_TIMEZONE)],
+            work_pool_name=work_pool,
+        ).apply()
+        names.append(name)
+    return names
+
+
 def serve_all(limit: int | None = None) -> None:
+    """Serve every deployment in this process's Runner, at most ``limit`` runs at once
+    (default ``AFTERSALES_RUN_CONCURRENCY``, issue 9: a burst of intakes queues as
+    Scheduled runs instead of thrashing the machine). A run that suspends for a human
+    step exits its process and gives its slot back (the Runner releases it when the
+    process ends), so suspended tickets never block new ones.
+
+    Each run is Prefect's ``spawn`` of a fresh interpreter: the Runner has no command
+    option for flows it serves from memory (``DirectSubprocessStarter``); the cheap start
+    (a fork of the launcher daemon) is the work-pool path, ``aftersales.launcher``."""
     import os
+
+    from aftersales.settings import get_settings
+
+    if limit is None:
+        limit = get_settings().run_concurrency
 
     # the project's own loggers (masked, PRIV-1) go to the run logs in the Prefect UI;
     # every flow run is a child process that reads this when it sets up logging

@@ -59,7 +59,8 @@ def callback(ticket_id: str) -> str:
 @task(cache_policy=NO_CACHE)
 def build_plan(month: str) -> list[dict[str, str]]:
     from aftersales.callback_plan import plan_month
-    from aftersales.runtime import deadlines, send_outbox_events
+    from aftersales.events import send_outbox_events
+    from aftersales.runtime import deadlines
     from models.db import init_db, session_scope
 
     init_db()
@@ -73,7 +74,7 @@ def build_plan(month: str) -> list[dict[str, str]]:
     return [r.as_row() for r in rows]
 
 
-@flow(name="callback_plan", flow_run_name="callback-plan-{month}")
+@flow(name="callback_plan", flow_run_name="callback-plan-{month}", persist_result=True)
 def callback_plan(month: str | None = None) -> list[dict[str, str]]:
     from aftersales.report_model import previous_month
     from aftersales.runtime import deadlines

@@ -218,6 +218,9 @@ class SopRun(SQLModel, table=True):
     sop: Sop
     flow_run_id: str = Field(max_length=64)
     created_at: datetime = Field(sa_column=_ts(nullable=False))
+    # when the run supervisor saw the owner run finish; a closed ticket's claim stays
+    # supervised until then (a run killed after its last step is restarted to complete)
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 # ---------------------------------------------------------------- work orders
@@ -334,6 +337,10 @@ class SlaClock(SQLModel, table=True):
     breached_at: datetime | None = Field(default=None, sa_column=_ts())
     fire_count: int = 0
     flow_run_id: str | None = Field(default=None, max_length=64)
+    # how much later than its moment the clock last fired when that was beyond
+    # ``late_fire_seconds`` (the SLA service was down): a late breach is never taken
+    # for an on-time one (issue 11 §4)
+    fired_late_seconds: float | None = None
 
 
 class SlaClockPublic(SQLModel):
@@ -395,6 +402,12 @@ class StepRecord(SQLModel, table=True):
     completed_at: datetime = Field(sa_column=_ts(nullable=False))
     recorded_at: datetime = Field(sa_column=_ts(nullable=False))
     flow_run_id: str | None = Field(default=None, max_length=64)
+    # what the step decided, for a replacement run that re-runs the flow body: it
+    # branches on the same value, closure, pause and hand-over without applying it again
+    value: str | None = Field(default=None, max_length=120)
+    closed: bool = False
+    paused: bool = False
+    handed_over: str | None = Field(default=None, max_length=20)
 
 
 # ---------------------------------------------------------------- Prefect events (outbox)
@@ -425,7 +438,10 @@ class OutboxEvent(SQLModel, table=True):
 class NotificationStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
-    FAILED = "failed"  # gave up after the last attempt; still listed for ops
+    # unroutable (no route configured, invalid URL): retrying cannot help; listed by
+    # ``aftersales notifications --failed``. A target that does not answer never makes a
+    # row FAILED: it stays PENDING and is retried with a capped backoff (issue 11 §4).
+    FAILED = "failed"
 
 
 class Notification(SQLModel, table=True):
@@ -447,6 +463,15 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
     sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    # a courier's lease: another courier skips the row until it expires (a crashed
+    # courier's claim expires by itself)
+    claimed_until: datetime | None = Field(default=None, sa_column=_ts())
+    claimed_by: str | None = Field(default=None, max_length=80)
+    delivered_via: str | None = Field(default=None, max_length=20)  # "primary" | "fallback"
+    # a late breach is held while a reminder of its ticket queued from #after_id on (its
+    # late REM-1 reminders) is pending: the reminder is delivered first
+    after_id: int | None = None
+    late_seconds: float | None = None  # the clock that queued it fired this late
 
 
 # ---------------------------------------------------------------- erasures (PRIV-2)
@@ -461,3 +486,63 @@ class Erasure(SQLModel, table=True):
     requested_by: str = Field(min_length=1, max_length=120)
     tickets_affected: int = 0
     erased_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+# ---------------------------------------------------------------- human-step submissions
+class SubmissionState(StrEnum):
+    PENDING = "pending"  # stored, not yet given to the run
+    DELIVERING = "delivering"  # being resumed into the waiting run right now
+    APPLIED = "applied"  # the run completed the step with it
+    REFUSED = "refused"  # the run's step refused it (``reason``); the step is asked again
+
+
+class StepSubmission(SQLModel, table=True):
+    """A person's form for a human step, stored before any Prefect call (issue 11 §2): the
+    API and the CLI store it, then resume the waiting run if they can; otherwise the run
+    takes it when it asks for the step (``SopRun.ask``) or the reconciler resumes it
+    (``aftersales.submissions.deliver_pending``). ``dedupe_key`` (the ticket, SOP, step,
+    escalation and the body's canonical JSON) makes the same body for the same pending step
+    one submission; a settled row's key gets its id appended, freeing it."""
+
+    __tablename__ = "step_submission"
+    __table_args__ = (Index("ix_step_submission_pending", "ticket_id", "state", "sop", "step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=120)
+    ticket_id: str = Field(foreign_key="ticket.id", max_length=40)
+    sop: str = Field(max_length=20)
+    step: str = Field(max_length=40)  # the base step (``resolve``)
+    step_key: str = Field(max_length=60)  # the round it is for: ``resolve``, ``resolve-r2``
+    escalation_id: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str = Field(default="", max_length=120)
+    received_at: datetime = Field(sa_column=_ts(nullable=False))
+    state: str = Field(default=SubmissionState.PENDING.value, max_length=12)  # SubmissionState
+    updated_at: datetime = Field(sa_column=_ts(nullable=False))
+    applied_key: str | None = Field(default=None, max_length=60)  # the step key it completed
+    flow_run_id: str | None = Field(default=None, max_length=64)  # the run that settled it
+    reason: str | None = None  # why the step refused it
+    # what the step's completion said (closed, handed over, value): a replacement run
+    # that finds the step recorded returns it without asking again
+    outcome: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# ---------------------------------------------------------------- run supervision (issue 11 §1)
+class RunRepair(SQLModel, table=True):
+    """One repair the run supervisor (``aftersales.reconciler``) made to a ticket's SOP
+    run: what it did (created, restarted, replaced, rescheduled, cancelled, gave-up),
+    why (the Prefect state it found), the run it acted on and the run that owns the
+    ticket afterwards. ``instance`` is the escalation id for an escalation's run."""
+
+    __tablename__ = "run_repair"
+    __table_args__ = (Index("ix_run_repair_pair", "ticket_id", "sop", "instance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(max_length=40)
+    sop: str = Field(max_length=20)
+    instance: int = 0
+    action: str = Field(max_length=20)
+    reason: str
+    old_run: str | None = Field(default=None, max_length=64)
+    new_run: str | None = Field(default=None, max_length=64)
+    at: datetime = Field(sa_column=_ts(nullable=False))

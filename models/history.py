@@ -101,6 +101,19 @@ class HistoryTicketBase(SQLModel):
     handler: str | None = Field(default=None, max_length=120)
     team: str | None = Field(default=None, max_length=60)
     customer_id: str | None = Field(default=None, max_length=64)
+    # optional survey columns (CB-3): each dimension 1-5 as asked; ``satisfaction`` above
+    # is their mean x 2 when the file gave no score of its own (spec, conflicts table)
+    satisfaction_attitude: int | None = Field(default=None, ge=1, le=5)
+    satisfaction_efficiency: int | None = Field(default=None, ge=1, le=5)  # SPD-2 speed
+    satisfaction_effectiveness: int | None = Field(default=None, ge=1, le=5)
+    # optional complaint columns (CMP-3/CMP-4): what the improvement report groups by
+    product_model: str | None = Field(default=None, max_length=120)
+    root_cause: str | None = Field(default=None, max_length=2000)
+    complaint_theme: str | None = Field(default=None, max_length=120)
+    solution: str | None = Field(
+        default=None, max_length=20
+    )  # apology|compensation|repair|process_change
+    compensation_cny: float | None = Field(default=None, ge=0)
 
 
 class HistoryTicketCreate(HistoryTicketBase):

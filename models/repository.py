@@ -4,11 +4,13 @@ the caller owns the transaction (``models.db.session_scope``)."""
 from __future__ import annotations
 
 import hashlib
+import heapq
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -119,6 +121,224 @@ def get_sop_run(session: Session, *, ticket_id: str, sop: Sop) -> SopRun | None:
     ).first()
 
 
+def claim_escalation_run(session: Session, *, escalation_id: int, flow_run_id: str) -> str:
+    """Record the flow run that owns an escalation unless one is recorded (compare and
+    set in one UPDATE, so two runs starting at once cannot both own it); returns the owner."""
+
+    session.execute(
+        update(Escalation)
+        .where(Escalation.id == escalation_id, Escalation.flow_run_id.is_(None))
+        .values(flow_run_id=flow_run_id)
+    )
+    owner = session.exec(
+        select(Escalation.flow_run_id).where(Escalation.id == escalation_id)
+    ).first()
+    if owner is None:
+        raise NotFoundError(f"escalation {escalation_id} does not exist")
+    return owner
+
+
+def run_owner(
+    session: Session, *, ticket_id: str, sop: str, escalation_id: int | None = None
+) -> str | None:
+    """The flow run recorded as the owner of (ticket, SOP) or of the escalation, read with
+    a row lock on PostgreSQL (``FOR UPDATE``): a step applied in this transaction and a
+    transfer of the claim by the run supervisor are serialised, so exactly one run makes
+    progress. SQLite serialises every writing transaction anyway."""
+    if escalation_id is not None:
+        return session.exec(
+            select(Escalation.flow_run_id).where(Escalation.id == escalation_id).with_for_update()
+        ).first()
+    return session.exec(
+        select(SopRun.flow_run_id)
+        .where(SopRun.ticket_id == ticket_id, SopRun.sop == sop)
+        .with_for_update()
+    ).first()
+
+
+def preclaim_run(
+    session: Session,
+    *,
+    ticket_id: str,
+    sop: str,
+    escalation_id: int | None,
+    flow_run_id: str,
+    now: datetime,
+) -> bool:
+    """Record ``flow_run_id`` as the owner of a pair nobody owns (the supervisor created
+    or adopted it); False when another run claimed it meanwhile (nothing written)."""
+
+    if escalation_id is not None:
+        res = session.execute(
+            update(Escalation)
+            .where(Escalation.id == escalation_id, Escalation.flow_run_id.is_(None))
+            .values(flow_run_id=flow_run_id)
+        )
+        return res.rowcount == 1  # type: ignore[attr-defined]
+    try:
+        with session.begin_nested():
+            session.add(
+                SopRun(ticket_id=ticket_id, sop=Sop(sop), flow_run_id=flow_run_id, created_at=now)
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def transfer_run(
+    session: Session,
+    *,
+    ticket_id: str,
+    sop: str,
+    escalation_id: int | None,
+    old_run: str,
+    new_run: str,
+) -> bool:
+    """Move the claim from ``old_run`` to ``new_run`` (compare and set: False, nothing
+    written, when ``old_run`` no longer owns the pair)."""
+
+    if escalation_id is not None:
+        stmt = update(Escalation).where(
+            Escalation.id == escalation_id, Escalation.flow_run_id == old_run
+        )
+    else:
+        stmt = update(SopRun).where(
+            SopRun.ticket_id == ticket_id, SopRun.sop == sop, SopRun.flow_run_id == old_run
+        )
+    return session.execute(stmt.values(flow_run_id=new_run)).rowcount == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """A run the project expects for an open ticket: its SOP (``instance`` 0) or one of
+    its open escalations (``instance`` = the escalation id), the recorded owner, and the
+    last start event queued for it (a hand-over included)."""
+
+    ticket_id: str
+    sop: str
+    instance: int
+    owner: str | None
+    start_id: int | None = None
+    start_created: datetime | None = None
+    start_sent: datetime | None = None
+    level: str | None = None
+    ticket_closed: bool = False  # its ticket is closed: the run only has to finish
+
+    @property
+    def escalation_id(self) -> int | None:
+        return self.instance if self.sop == "escalation" else None
+
+
+def supervised_runs(
+    session: Session, *, start_events: dict[str, str], ticket_ids: list[str] | None = None
+) -> list[Supervised]:
+    """Every run the open tickets should have: each claimed SOP run of a ticket not
+    closed, each SOP whose start event was queued for such a ticket, and each open
+    escalation; plus each claim of a closed ticket whose run was not seen finished
+    (``ticket_closed``). ``start_events`` maps a start event to its SOP (``escalation``
+    too)."""
+    from models.entities import EscalationState, OutboxEvent, TicketStatus
+
+    open_ticket = Ticket.status != TicketStatus.CLOSED
+    sops = [s for s in start_events.values() if s != "escalation"]
+    claim_q = (
+        select(SopRun, Ticket.status)
+        .join(Ticket, Ticket.id == SopRun.ticket_id)
+        .where(or_(open_ticket, SopRun.finished_at.is_(None)), SopRun.sop.in_(sops))
+    )
+    if ticket_ids is not None:
+        claim_q = claim_q.where(SopRun.ticket_id.in_(ticket_ids))
+    claims = session.exec(claim_q).all()
+    owners = {(c.ticket_id, str(c.sop)): c.flow_run_id for c, _ in claims}
+    closed = {(c.ticket_id, str(c.sop)) for c, st in claims if st == TicketStatus.CLOSED}
+    ticket_events = [e for e, s in start_events.items() if s != "escalation"]
+    q = (
+        select(func.max(OutboxEvent.id))
+        .join(Ticket, Ticket.id == OutboxEvent.ticket_id)
+        .where(open_ticket, OutboxEvent.event.in_(ticket_events))
+        .group_by(OutboxEvent.ticket_id, OutboxEvent.event)
+    )
+    if ticket_ids is not None:
+        q = q.where(OutboxEvent.ticket_id.in_(ticket_ids))
+    last_ids = [i for i in session.exec(q).all() if i is not None]
+    starts: dict[tuple[str, str], OutboxEvent] = {}
+    for i in range(0, len(last_ids), 500):
+        for ev in session.exec(
+            select(OutboxEvent).where(OutboxEvent.id.in_(last_ids[i : i + 500]))
+        ):
+            starts[(ev.ticket_id, start_events[ev.event])] = ev
+    out = []
+    for key in sorted(set(owners) | set(starts)):
+        ev = starts.get(key)
+        out.append(
+            Supervised(
+                key[0],
+                key[1],
+                0,
+                owners.get(key),
+                ev.id if ev else None,
+                ev.created_at if ev else None,
+                ev.sent_at if ev else None,
+                ticket_closed=key in closed,
+            )  # fmt: skip
+        )
+    esc_q = (
+        select(Escalation)
+        .join(Ticket, Ticket.id == Escalation.ticket_id)
+        .where(open_ticket, Escalation.state == EscalationState.OPEN)
+    )
+    if ticket_ids is not None:
+        esc_q = esc_q.where(Escalation.ticket_id.in_(ticket_ids))
+    escalations = session.exec(esc_q.order_by(Escalation.id)).all()
+    esc_event = next((e for e, s in start_events.items() if s == "escalation"), None)
+    esc_starts: dict[int, OutboxEvent] = {}
+    if escalations and esc_event:
+        tids = sorted({e.ticket_id for e in escalations})
+        for i in range(0, len(tids), 500):
+            for ev in session.exec(
+                select(OutboxEvent)
+                .where(OutboxEvent.ticket_id.in_(tids[i : i + 500]), OutboxEvent.event == esc_event)
+                .order_by(OutboxEvent.id)
+            ):
+                eid = ev.payload.get("escalation_id")
+                if eid is not None:
+                    esc_starts[int(eid)] = ev  # the last one wins
+    for e in escalations:
+        ev = esc_starts.get(e.id or 0)
+        if ev is None and e.flow_run_id is None:
+            continue  # no process was asked for (nothing to supervise)
+        out.append(
+            Supervised(
+                e.ticket_id,
+                "escalation",
+                e.id or 0,
+                e.flow_run_id,
+                ev.id if ev else None,
+                ev.created_at if ev else None,
+                ev.sent_at if ev else None,
+                e.level,
+            )  # fmt: skip
+        )
+    return out
+
+
+def mark_run_finished(
+    session: Session, *, ticket_id: str, sop: str, flow_run_id: str, now: datetime
+) -> bool:
+    """Record that the claim's run finished (only while ``flow_run_id`` still owns it)."""
+    stmt = (
+        update(SopRun)
+        .where(
+            SopRun.ticket_id == ticket_id,
+            SopRun.sop == sop,
+            SopRun.flow_run_id == flow_run_id,
+            SopRun.finished_at.is_(None),
+        )
+        .values(finished_at=now)
+    )
+    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+
 def get_work_order(session: Session, *, ticket_id: str) -> WorkOrder | None:
     return session.exec(select(WorkOrder).where(WorkOrder.ticket_id == ticket_id)).first()
 
@@ -174,75 +394,6 @@ def earlier_complaints(session: Session, *, ticket: Ticket, window_days: float) 
     ).one()
 
 
-def lost_starts(session: Session, *, now: datetime, grace: timedelta) -> list[str]:
-    """Queue the start event again for each open ticket whose current SOP has no run, and
-    each open escalation without a run, when their last start event was sent more than
-    ``grace`` ago (an unsent one is still the courier's). Returns what was re-queued."""
-    from aftersales.steps import START_EVENTS, queue_event, queue_start
-    from models.entities import EscalationState, OutboxEvent, TicketStatus
-
-    cutoff = now - grace
-    has_run = exists().where(and_(SopRun.ticket_id == Ticket.id, SopRun.sop == Ticket.sop))
-    tickets = session.exec(
-        select(Ticket).where(
-            Ticket.status.in_([TicketStatus.PENDING, TicketStatus.IN_PROGRESS]),
-            Ticket.sop.in_([Sop.INQUIRY, Sop.REPAIR, Sop.COMPLAINT]),
-            Ticket.created_at <= cutoff,
-            ~has_run,
-        )
-    ).all()
-    escalations = session.exec(
-        select(Escalation).where(
-            Escalation.state == EscalationState.OPEN,
-            Escalation.flow_run_id.is_(None),
-            Escalation.created_at <= cutoff,
-        )
-    ).all()
-    queued = []
-
-    def last_start(ticket_id: str, event: str) -> OutboxEvent | None:
-        return session.exec(
-            select(OutboxEvent)
-            .where(OutboxEvent.ticket_id == ticket_id, OutboxEvent.event == event)
-            .order_by(OutboxEvent.id.desc())
-            .limit(1)
-        ).first()
-
-    for t in tickets:
-        last = last_start(t.id, START_EVENTS[str(t.sop)])
-        if last is not None and (last.sent_at is None or last.created_at > cutoff):
-            continue
-        queue_start(session, sop=str(t.sop), ticket=t, now=now)
-        queued.append(f"ticket {t.id} ({t.sop})")
-    for e in escalations:
-        starts = session.exec(
-            select(OutboxEvent)
-            .where(
-                OutboxEvent.ticket_id == e.ticket_id,
-                OutboxEvent.event == START_EVENTS["escalation"],
-            )
-            .order_by(OutboxEvent.id.desc())
-        ).all()
-        mine = [o for o in starts if o.payload.get("escalation_id") == e.id]
-        if mine and (mine[0].sent_at is None or mine[0].created_at > cutoff):
-            continue
-        queue_event(
-            session,
-            event=START_EVENTS["escalation"],
-            ticket_id=e.ticket_id,
-            payload={
-                "ticket_id": e.ticket_id,
-                "sop": "escalation",
-                "escalation_id": e.id,
-                "level": e.level,
-                "to": e.escalated_to,
-            },  # fmt: skip
-            now=now,
-        )
-        queued.append(f"escalation {e.id} of {e.ticket_id}")
-    return queued
-
-
 @dataclass(frozen=True)
 class BoardRow:
     """One line of the work queue and the sla-board: an open ticket's SOP run (or one of
@@ -294,27 +445,57 @@ def sla_board(
     now: datetime | None = None,
     profile: Any = None,
     ticket_ids: list[str] | None = None,
+    keep: Callable[[BoardRow], bool] | None = None,
+    chunk: int = 1_000,
 ) -> list[BoardRow]:
-    """The work queue and the sla-board, one query: for every ticket not closed, a row per
-    run waiting on a person (its SOP's and each open escalation's), or, for an open ticket
-    nobody acts on, one row without a step; soonest due first. The waiting step comes from the step records and the SOP's declared
-    order (:func:`aftersales.queue.waiting_for`), so it needs no Prefect server."""
-    from aftersales.queue import ClockView, Scope, due_and_state, waiting_for
-    from aftersales.steps import ref_of
-    from models.entities import Complaint, EscalationState, StepRecord, TicketStatus
+    """The work queue and the sla-board: for every ticket not closed, a row per run
+    waiting on a person (its SOP's and each open escalation's), or, for an open ticket
+    nobody acts on, one row without a step; soonest due first. The waiting step comes
+    from the step records and the SOP's declared order (:func:`aftersales.queue.waiting_for`), so it needs no Prefect server.
+
+    The open tickets are read ``chunk`` at a time in id order and only the ``limit``
+    soonest rows that ``keep`` accepts are kept, so memory stays flat however many
+    tickets are open (issue 9 (f): it held every open ticket before, 944 MB at 100,000,
+    and its one ``IN`` list broke PostgreSQL's 65,535 parameters)."""
+    from models.entities import TicketStatus
 
     if profile is None:
         from aftersales.runtime import deadlines
 
         profile = deadlines().profile
     # a resolved ticket may still wait on a person (INQ-4 report, feedback; CMP-4 close)
-    q = select(Ticket).where(Ticket.status != TicketStatus.CLOSED)
-    if ticket_ids is not None:
-        q = q.where(Ticket.id.in_(ticket_ids))
-    tickets = session.exec(q).all()
+    far = datetime.max.replace(tzinfo=UTC)
+
+    def soonest(r: BoardRow) -> tuple[datetime, str, int]:
+        return (r.next_due or far, r.ticket_id, r.escalation_id or 0)
+
+    best: list[BoardRow] = []
+    after = ""
+    while True:
+        q = select(Ticket).where(Ticket.status != TicketStatus.CLOSED, Ticket.id > after)
+        if ticket_ids is not None:
+            q = q.where(Ticket.id.in_(ticket_ids))
+        tickets = session.exec(q.order_by(Ticket.id).limit(chunk)).all()
+        if not tickets:
+            break
+        after = tickets[-1].id
+        rows = _board_chunk(session, tickets, profile=profile, now=now)
+        best = heapq.nsmallest(limit, [*best, *(r for r in rows if keep is None or keep(r))],
+                               key=soonest)  # fmt: skip
+        if len(tickets) < chunk:
+            break
+    return best
+
+
+def _board_chunk(
+    session: Session, tickets: Sequence[Ticket], *, profile: Any, now: datetime | None
+) -> list[BoardRow]:
+    """The sla-board rows of some open tickets (see :func:`sla_board`)."""
+    from aftersales.queue import ClockView, Scope, due_and_state, waiting_for
+    from aftersales.steps import ref_of
+    from models.entities import Complaint, EscalationState, StepRecord, TicketStatus
+
     ids = [t.id for t in tickets]
-    if not ids:
-        return []
     clocks: dict[tuple[str, int], list[ClockView]] = {}
     for c in session.exec(
         select(SlaClock).where(SlaClock.ticket_id.in_(ids)).order_by(SlaClock.id)
@@ -401,6 +582,4 @@ def sla_board(
             rows += waiting
         elif t.status != TicketStatus.RESOLVED:  # an open ticket nobody acts on: once
             rows += mine[:1]
-    far = datetime.max.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: (r.next_due or far, r.ticket_id, r.escalation_id or 0))
-    return rows[:limit]
+    return rows

@@ -1,6 +1,7 @@
 """Benchmarks of the SLA clock and the intake path (issue 2). Prints figures, asserts nothing.
 
-    python scripts/bench_sla.py [--only a,b,c,d] [--postgres URL] [--clocks 10000] [--open 10000]
+    python scripts/bench_sla.py [--only a,b,c,d] [--postgres URL] [--clocks 100000]
+        [--window 600] [--c-instances 1,2] [--open 10000]
 
 (a) intake -> first notification received by a real HTTP sink, p50/p99, at a steady rate:
     a1 through the inquiry flow (event -> automation -> runner -> receive_inquiry queues
@@ -8,8 +9,12 @@
     transaction itself (isolates the clock service's outbox latency).
 (b) intake throughput (accept_intake + send_outbox_events) vs raw
     create_flow_run_from_deployment on the same Prefect server, interleaved blocks.
-(c) reminder / breach lateness with N armed clocks due over ~60 s (SlaService in its own
-    process, SystemClock, poll 0.2 s, notifications to an HttpSink).
+(c) firing at scale (issue 9 §4): N clocks (REP-2 shortened to 40 s, REM-1 15 s before) due
+    over a window, fired by real SLA service processes (SystemClock, poll 0.2 s) delivering to
+    an HttpSink: firing lateness p50/p99, reminders skipped (must be 0), double fired (0: no
+    ticket has two reminded/breached events), due -> received at the sink. Baseline in the
+    same run: 1 process; then 2 processes on a fresh database with the same plan (PostgreSQL;
+    SQLite runs the baseline only). The per-target rate limit is off (local sink).
 (d) RSS of the clock service, the runner (python -m deployments.serve) and the intake API
     (uvicorn) with 100 and with a large number of tickets waiting on humans
     (ticket + armed clocks + a Suspended flow run created directly through the client).
@@ -38,6 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +191,7 @@ def clear_engine_cache() -> None:
 # ===================================================================== clock-service child
 def clock_service_main(poll: float) -> None:
     """Entry of the clock-service subprocess: the real SlaService, real SystemClock."""
-    from aftersales.runtime import SlaService
+    from aftersales.sla_service import SlaService
 
     svc = SlaService()
     svc.poll = poll
@@ -348,7 +354,12 @@ class Worker:
         from aftersales.runtime import deadlines
 
         now = datetime.now(UTC)
-        res = accept_intake(parse_payload(data), ctx=deadlines(), now=now, send=emit)
+        res = accept_intake(
+            parse_payload(data),
+            ctx=deadlines(),
+            now=now,
+            send=lambda *, now, ticket_id: emit(now=now, ticket_ids=[ticket_id]),
+        )
         return res.ticket_id, now.timestamp()
 
     def paced_intakes(
@@ -394,7 +405,7 @@ class Worker:
 
     # ================================================================ (a)
     def phase_a(self) -> None:
-        from aftersales.runtime import send_outbox_events
+        from aftersales.events import send_outbox_events
         from aftersales.settings import reset_settings
 
         a = self.args
@@ -589,7 +600,7 @@ class Worker:
         until the server's automation has created every triggered flow run."""
         from prefect.client.orchestration import get_client
 
-        from aftersales.runtime import send_outbox_events
+        from aftersales.events import send_outbox_events
 
         n = self.args.n
         if not self.served:
@@ -685,17 +696,10 @@ class Worker:
 
     # ================================================================ (c)
     def phase_c(self) -> None:
-        from datetime import UTC, datetime, timedelta
-
-        from sqlmodel import select
-
-        from aftersales import sla
-        from aftersales.runtime import deadlines
+        """(c) firing at scale: N clocks due over a window, fired by 1 (baseline) and by 2
+        SLA service processes, each on a fresh project database, the same sink and plan."""
         from aftersales.settings import reset_settings
-        from models.db import session_scope
-        from models.entities import Channel, ClockState, Priority, SlaClock, Sop, SopRun, Ticket
 
-        N, spread = self.args.clocks, self.args.spread
         prof = self.tmp / "bench-profile.yaml"
         prof.write_text(
             "name: bench\nextends: default\nreminders:\n  response_minutes: 0.25\n"
@@ -703,189 +707,200 @@ class Worker:
         )
         os.environ["AFTERSALES_POLICY_FILE"] = str(prof)
         os.environ["AFTERSALES_NOTIFY_BACKOFF_SECONDS"] = "0.5"
+        # the sink is local and takes any rate: the per-target token bucket (default 50/s)
+        # would make the figure the configured rate, not the service's
+        os.environ["AFTERSALES_NOTIFY_RATE_PER_TARGET"] = "0"
         reset_settings()
-        self.new_project_db("c")
+        instances = [int(x) for x in self.args.c_instances.split(",") if x.strip()]
+        if self.backend == "sqlite":  # SQLite: one instance is the supported set-up
+            instances = [1]
+        runs = {}
+        for k in instances:
+            runs[str(k)] = self._c_round(k)
+            Path(self.args._out).write_text(json.dumps({**self.results, "c": runs}, default=str))
+        base = runs.get("1")
+        ratios = {}
+        if base:
+            for k, r in runs.items():
+                if k == "1":
+                    continue
+                ratios[k] = {
+                    f"{m}_{q}": (r[m][q] / base[m][q]) if base[m][q] and r[m][q] else None
+                    for m in ("fire_lateness", "due_to_sink")
+                    for q in ("p50", "p99")
+                }
+        self.results["c"] = {"runs": runs, "ratio_vs_1_instance": ratios}
+        os.environ.pop("AFTERSALES_POLICY_FILE", None)
+        os.environ.pop("AFTERSALES_NOTIFY_RATE_PER_TARGET", None)
+        reset_settings()
+
+    def _c_round(self, n_services: int) -> dict[str, Any]:
+        from datetime import UTC, datetime, timedelta
+
+        from sqlalchemy import func
+        from sqlmodel import select
+
+        from aftersales.runtime import deadlines
+        from models.db import session_scope
+        from models.entities import (
+            Channel,
+            ClockState,
+            Notification,
+            NotificationStatus,
+            OutboxEvent,
+            Priority,
+            SlaClock,
+            Sop,
+            SopRun,
+            Ticket,
+        )
+
+        N, window = self.args.clocks, self.args.window
+        self.new_project_db(f"c{n_services}")
         sink = self.new_sink()
         ctx = deadlines()
-        rule = "REP-2:same-city"
-        log(
-            f"(c) creating {N} tickets, arming {N} x {rule} (40 s, REM-1 15 s before) due over {spread}s"
-        )
-        now = datetime.now(UTC)
+        rule = ctx.profile.rule("REP-2:same-city")
         ids = [f"TK-{0xB0000000 + i:012X}" for i in range(N)]
+        log(f"(c/{n_services}) {N} tickets; clocks due over {window:.0f}s; {n_services} services")
+        now = datetime.now(UTC)
         t0 = time.monotonic()
-        for k in range(0, N, 1000):
+        for k in range(0, N, 2000):
+            chunk = ids[k : k + 2000]
             with session_scope() as s:
                 s.add_all(
                     [
-                        Ticket(
-                            id=tid,
-                            intake_key=f"bench-c:{tid}",
-                            sop=Sop.REPAIR,
-                            channel=Channel.PHONE,
-                            customer_name="Bench",
-                            contact="bench@example.com",
-                            description="bench clock",
-                            priority=Priority.URGENT,
-                            created_at=now,
-                        )
-                        for tid in ids[k : k + 1000]
+                        Ticket(id=tid, intake_key=f"bench-c:{tid}", sop=Sop.REPAIR,
+                               channel=Channel.PHONE, customer_name="Bench",
+                               contact="bench@example.com", description="bench clock",
+                               priority=Priority.URGENT, created_at=now)
+                        for tid in chunk
                     ]
-                )
-                s.flush()  # the tickets first (foreign key)
-                # each ticket is in a repair run (as in production); without a SopRun row the clock
-                # service's lost-start scan would re-emit its start event every 30 s
+                )  # fmt: skip
+                s.flush()
                 s.add_all(
                     [
-                        SopRun(
-                            ticket_id=tid,
-                            sop=Sop.REPAIR,
-                            flow_run_id=str(uuid.uuid4()),
-                            created_at=now,
-                        )
-                        for tid in ids[k : k + 1000]
+                        SopRun(ticket_id=tid, sop=Sop.REPAIR, flow_run_id=str(uuid.uuid4()),
+                               created_at=now)
+                        for tid in chunk
                     ]
-                )
+                )  # fmt: skip
         t_tickets = time.monotonic() - t0
-        # arm rate from a warm-up on the first 200, then plan the start so no clock is due before arming ends
+        services = [self.start_clock_service(f"c{n_services}-{i}", 0.2) for i in range(n_services)]
+        # the first reminder is due 20 s + an estimate of the clock insert after now
+        base = datetime.now(UTC) + timedelta(seconds=20 + N / 4000)
         t0 = time.monotonic()
-        warm = min(200, N)
-        base0 = datetime.now(UTC) + timedelta(
-            days=1
-        )  # warm-up clocks are moved onto the plan below
-        with session_scope() as s:
-            for i in range(warm):
-                sla.arm(s, ctx=ctx, ticket_id=ids[i], rule_id=rule, start=base0)
-        rate = warm / (time.monotonic() - t0)
-        lead = 15 + 1.5 * (N - warm) / rate
-        base = datetime.now(UTC) + timedelta(seconds=max(0.0, lead - 25))
-        with session_scope() as s:  # move the warm-up clocks onto the plan (as if armed now)
-            for c in s.exec(select(SlaClock).where(SlaClock.ticket_id.in_(ids[:warm]))).all():
-                j = ids.index(c.ticket_id)
-                st = base + timedelta(seconds=j * spread / N)
-                due = ctx.due(ctx.profile.rule(rule), st)
-                c.started_at, c.due_at = st, due
-                c.remind_at = ctx.remind_at(ctx.profile.rule(rule), due, st)
-                c.next_fire_at = c.remind_at or due
-                s.add(c)
-        clock = self.start_clock_service("c", 0.2)
-        t0 = time.monotonic()
-        for k in range(warm, N, 500):
+        for k in range(0, N, 2000):
+            rows = []
+            for i in range(k, min(N, k + 2000)):
+                due = base + timedelta(seconds=15 + i * window / N)
+                start = due - timedelta(seconds=40)
+                remind = ctx.remind_at(rule, due, start)
+                rows.append(
+                    SlaClock(ticket_id=ids[i], rule_id=rule.id, clause=rule.clause, instance=0,
+                             profile=ctx.profile.name, kind=rule.kind, unit=str(rule.unit),
+                             duration=float(rule.duration or 0), state=ClockState.ARMED,
+                             started_at=start, due_at=due, remind_at=remind,
+                             next_fire_at=remind or due)
+                )  # fmt: skip
             with session_scope() as s:
-                for i in range(k, min(N, k + 500)):
-                    sla.arm(
-                        s,
-                        ctx=ctx,
-                        ticket_id=ids[i],
-                        rule_id=rule,
-                        start=base + timedelta(seconds=i * spread / N),
-                    )
-        t_arm = time.monotonic() - t0 + warm / rate
+                s.add_all(rows)
+        t_arm = time.monotonic() - t0
         armed_end = datetime.now(UTC)
-        first_remind = base + timedelta(seconds=25)
         log(
-            f"(c) tickets {t_tickets:.1f}s, arming {t_arm:.1f}s ({N / t_arm:.0f}/s); first reminder due "
-            f"{(first_remind - armed_end).total_seconds():+.1f}s after arming ended"
+            f"(c/{n_services}) tickets {t_tickets:.0f}s, clocks {t_arm:.0f}s; first reminder "
+            f"{(base - armed_end).total_seconds():+.1f}s after arming ended"
         )
 
-        def pending() -> int:
+        def count(q: Any) -> int:
             with session_scope() as s:
-                from sqlalchemy import func
+                return int(s.exec(q).one())
 
-                return s.exec(
-                    select(func.count())
-                    .select_from(SlaClock)
-                    .where(SlaClock.next_fire_at.is_not(None))
-                ).one()
-
-        end = time.monotonic() + 40 + spread + 25 + self.args.c_wait
-        while time.monotonic() < end and pending() > 0:
+        unfired = (
+            select(func.count())
+            .select_from(SlaClock)
+            .where(SlaClock.rule_id == rule.id, SlaClock.next_fire_at.is_not(None))
+        )
+        undelivered = (
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.status == NotificationStatus.PENDING)
+        )
+        end = time.monotonic() + (base - datetime.now(UTC)).total_seconds() + window + 40
+        while time.monotonic() < end + self.args.c_wait and count(unfired) > 0:
             time.sleep(2)
-        left = pending()
-        from sqlalchemy import func
-
-        from models.entities import Notification, NotificationStatus
-
-        def outbox_pending() -> int:
-            with session_scope() as s:
-                return s.exec(
-                    select(func.count())
-                    .select_from(Notification)
-                    .where(Notification.status == NotificationStatus.PENDING)
-                ).one()
-
-        drain_end = time.monotonic() + self.args.c_wait
-        while time.monotonic() < drain_end and outbox_pending() > 0:
+        drain = time.monotonic() + self.args.c_wait
+        while time.monotonic() < drain and count(undelivered) > 0:
             time.sleep(2)
-        self.stop(clock)
+        time.sleep(1)
+        for p in services:
+            self.stop(p)
         with session_scope() as s:
-            clocks = s.exec(select(SlaClock).where(SlaClock.rule_id == rule)).all()
-            rem = [
-                (c.reminded_at - c.remind_at).total_seconds()
-                for c in clocks
-                if c.reminded_at and c.remind_at
-            ]
-            brc = [
-                (c.breached_at - c.due_at).total_seconds()
-                for c in clocks
-                if c.breached_at and c.due_at
-            ]
-            by_tid = {c.ticket_id: c for c in clocks}
-            sent = s.exec(select(Notification).where(Notification.sent_at.is_not(None))).all()
-            deliver_lag = [(n.sent_at - n.created_at).total_seconds() for n in sent]
-            n_pending = s.exec(
-                select(func.count())
-                .select_from(Notification)
-                .where(Notification.status == NotificationStatus.PENDING)
-            ).one()
+            clocks = list(s.exec(select(SlaClock).where(SlaClock.rule_id == rule.id)).all())
+            fired_events = s.exec(
+                select(OutboxEvent.ticket_id, OutboxEvent.event, func.count())
+                .where(
+                    OutboxEvent.event.in_(["aftersales.sla.reminded", "aftersales.sla.breached"])
+                )
+                .group_by(OutboxEvent.ticket_id, OutboxEvent.event)
+            ).all()
+            n_pending = s.exec(undelivered).one()
             n_failed = s.exec(
                 select(func.count())
                 .select_from(Notification)
                 .where(Notification.status == NotificationStatus.FAILED)
             ).one()
-            states = {str(st): 0 for st in ClockState}
-            for c in clocks:
-                states[str(c.state)] += 1
-        # due -> message received at the sink (the figure a person would notice)
-        sink_rem, sink_brc = [], []
-        seen_r, seen_b = set(), set()
+            n_sent = s.exec(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.status == NotificationStatus.SENT)
+            ).one()
+        rem = [(c.reminded_at - c.remind_at).total_seconds() for c in clocks
+               if c.reminded_at and c.remind_at]  # fmt: skip
+        brc = [(c.breached_at - c.due_at).total_seconds() for c in clocks
+               if c.breached_at and c.due_at]  # fmt: skip
+        skipped = sum(1 for c in clocks if c.remind_at and c.breached_at and not c.reminded_at)
+        late_rem = sum(
+            1 for c in clocks if c.reminded_at and c.due_at and c.reminded_at >= c.due_at
+        )
+        marked_late = sum(1 for c in clocks if c.fired_late_seconds is not None)
+        double_fired = sum(1 for _, _, n in fired_events if n > 1)
+        by_tid = {c.ticket_id: c for c in clocks}
+        seen: Counter[tuple[str, str]] = Counter()
+        to_sink = []
         for m in sink.messages():
             title = str(m.body.get("title", "")) if isinstance(m.body, dict) else ""
             mt = TICKET_RE.search(title)
             if not mt or mt.group(0) not in by_tid:
                 continue
             c = by_tid[mt.group(0)]
-            if (
-                m.path == "/handler"
-                and "REM-1" in title
-                and c.ticket_id not in seen_r
-                and c.remind_at
-            ):
-                seen_r.add(c.ticket_id)
-                sink_rem.append(m.received_at - c.remind_at.timestamp())
-            if m.path == "/team_lead" and c.ticket_id not in seen_b and c.due_at:
-                seen_b.add(c.ticket_id)
-                sink_brc.append(m.received_at - c.due_at.timestamp())
-        self.results["c"] = {
+            seen[(m.path, c.ticket_id)] += 1
+            moment = c.remind_at if "REM-1" in title else c.due_at
+            if moment is not None and seen[(m.path, c.ticket_id)] == 1:
+                to_sink.append(m.received_at - moment.timestamp())
+        return {
+            "services": n_services,
             "clocks": N,
-            "spread_s": spread,
-            "arm_per_s": N / t_arm,
-            "first_remind_after_arming_s": (first_remind - armed_end).total_seconds(),
-            "clocks_not_fired": left,
-            "states": states,
-            "remind_lateness_db": summary(rem),
-            "breach_lateness_db": summary(brc),
-            "remind_to_sink": summary(sink_rem),
-            "breach_to_sink": summary(sink_brc),
-            "notification_queue_to_sent": summary(deliver_lag),
-            "notifications_sent": len(deliver_lag),
+            "window_s": window,
+            "tickets_s": t_tickets,
+            "arm_s": t_arm,
+            "first_remind_after_arming_s": (base - armed_end).total_seconds(),
+            "clocks_not_fired": sum(1 for c in clocks if c.next_fire_at is not None),
+            "reminded": len(rem),
+            "breached": len(brc),
+            "fire_lateness": summary(rem + brc),
+            "remind_lateness": summary(rem),
+            "breach_lateness": summary(brc),
+            "reminders_skipped": skipped,
+            "reminders_after_due": late_rem,
+            "clocks_marked_late": marked_late,
+            "double_fired": double_fired,
+            "sink_messages": sum(seen.values()),
+            "sink_duplicates": sum(n - 1 for n in seen.values() if n > 1),
+            "due_to_sink": summary(to_sink),
+            "notifications_sent": n_sent,
             "notifications_pending": n_pending,
             "notifications_failed": n_failed,
-            "sink_messages": len(sink.messages()),
         }
-        log(f"(c) remind lateness {summary(rem)}; breach lateness {summary(brc)}")
-        os.environ.pop("AFTERSALES_POLICY_FILE", None)
-        reset_settings()
 
     # ================================================================ (d)
     def phase_d(self) -> None:
@@ -1221,8 +1236,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                     str(args.drain),
                     "--n",
                     str(args.n),
-                    "--spread",
-                    str(args.spread),
+                    "--window",
+                    str(args.window),
+                    "--c-instances",
+                    args.c_instances,
                     "--c-wait",
                     str(args.c_wait),
                     "--settle",
@@ -1303,27 +1320,31 @@ def print_report(all_res: list[dict[str, Any]]) -> None:
         elif bb.get("error"):
             print(f"(b) ERROR {bb['error']}")
         c = r.get("c", {})
-        if "remind_lateness_db" in c:
+        for k, cr in c.get("runs", {}).items():
             print(
-                f"(c) {c['clocks']} clocks due over {c['spread_s']}s (armed {c['arm_per_s']:.0f}/s; "
-                f"not fired at end: {c['clocks_not_fired']}):"
+                f"(c) {cr['clocks']} clocks due over {cr['window_s']:.0f}s, {k} SLA service "
+                f"process(es): reminded {cr['reminded']}, breached {cr['breached']}, not fired "
+                f"{cr['clocks_not_fired']}; reminders skipped {cr['reminders_skipped']} (after due "
+                f"{cr['reminders_after_due']}), double fired {cr['double_fired']}, marked late "
+                f"{cr['clocks_marked_late']}"
             )
-            for k in (
-                "remind_lateness_db",
-                "breach_lateness_db",
-                "remind_to_sink",
-                "breach_to_sink",
-                "notification_queue_to_sent",
-            ):
-                v = c[k]
+            for m in ("fire_lateness", "remind_lateness", "breach_lateness", "due_to_sink"):
+                v = cr[m]
                 print(
-                    f"       {k:28s} p50 {fmt(v['p50'])} p99 {fmt(v['p99'])} max {fmt(v['max'])} (n={v['n']})"
+                    f"       {m:18s} p50 {fmt(v['p50'])} p99 {fmt(v['p99'])} "
+                    f"max {fmt(v['max'])} (n={v['n']})"
                 )
             print(
-                f"       notifications sent {c['notifications_sent']}, pending {c['notifications_pending']}, "
-                f"failed {c['notifications_failed']}"
+                f"       sink received {cr['sink_messages']} (duplicates {cr['sink_duplicates']}); "
+                f"sent {cr['notifications_sent']}, pending {cr['notifications_pending']}, "
+                f"failed {cr['notifications_failed']}"
             )
-        elif c.get("error"):
+        for k, rr in c.get("ratio_vs_1_instance", {}).items():
+            print(
+                f"(c) {k} processes vs 1 (same run): "
+                + ", ".join(f"{m} {fmt(v, 'x', 2)}" for m, v in rr.items())
+            )
+        if c.get("error"):
             print(f"(c) ERROR {c['error']}")
         d = r.get("d", {})
         if "ratio" in d:
@@ -1357,7 +1378,11 @@ def main() -> None:
     ap.add_argument(
         "--postgres", default=None, help="admin URL; fresh databases are created and dropped"
     )
-    ap.add_argument("--clocks", type=int, default=10000, help="(c) armed clocks")
+    ap.add_argument("--clocks", type=int, default=100_000, help="(c) armed clocks")
+    ap.add_argument("--window", type=float, default=600.0, help="(c) clocks due over seconds")
+    ap.add_argument(
+        "--c-instances", default="1,2", help="(c) SLA service processes per round (1 = baseline)"
+    )
     ap.add_argument(
         "--open", dest="open_pg", type=int, default=10000, help="(d) open tickets on PostgreSQL"
     )
@@ -1372,7 +1397,6 @@ def main() -> None:
     ap.add_argument("--seconds2", type=float, default=20.0, help="(a2) seconds of repair intakes")
     ap.add_argument("--drain", type=float, default=180.0, help="(a1) max wait for deliveries")
     ap.add_argument("--n", type=int, default=200, help="(b) calls per path")
-    ap.add_argument("--spread", type=float, default=60.0, help="(c) due times spread over seconds")
     ap.add_argument("--c-wait", type=float, default=120.0, help="(c) extra wait for firing/outbox")
     ap.add_argument("--settle", type=float, default=10.0, help="(d) seconds of ticks before RSS")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per backend and server group")

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# the import's core columns (the optional survey and complaint columns are not generated)
+from aftersales.history import CORE_COLUMNS as COLUMNS  # noqa: E402
+
 SOPS = (
     ["inquiry", "repair", "complaint", "callback", "installation"],
     [0.55, 0.2, 0.08, 0.1, 0.07],
@@ -59,21 +62,6 @@ RESPONSE_MEDIAN = {"phone": 8.0, "online": 20.0, "email": 3 * 3600.0, "social": 
 HOUR_WEIGHTS = np.array(
     [0.2] * 8 + [3, 4, 4, 3.5, 2.5, 3.5, 4, 4, 3.5, 2, 1.5, 1, 0.6, 0.4] + [0.2, 0.2]
 )
-COLUMNS = [
-    "ticket_id",
-    "sop",
-    "channel",
-    "category",
-    "priority",
-    "created_at",
-    "first_response_at",
-    "resolved_at",
-    "closed_at",
-    "satisfaction",
-    "handler",
-    "team",
-    "customer_id",
-]
 NS = 10**9
 DAY_NS = 86400 * NS
 
@@ -210,7 +198,7 @@ def generate(
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
-    plain = df[COLUMNS].copy()
+    plain = df[list(COLUMNS)].copy()
     for c in plain.columns:
         if isinstance(plain[c].dtype, pd.CategoricalDtype):
             plain[c] = plain[c].astype(object)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -22,16 +23,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext, get_run_context
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
+from pydantic import BaseModel, ValidationError
 
-from aftersales import steps
+from aftersales import steps, submissions
 from aftersales.clock import get_clock
+from aftersales.events import send_outbox_events
 from aftersales.forms import Form
+from aftersales.humansteps import form_problems
 from aftersales.privacy import install_log_masking
-from aftersales.runtime import deadlines, send_outbox_events, tag_run
+from aftersales.runtime import deadlines, tag_run
 from aftersales.settings import get_settings
 from models.db import session_scope
 from models.entities import ACTIVE_CLOCK_STATES, Escalation, Sop
-from models.repository import claim_sop_run, clocks_for, get_ticket
+from models.repository import (
+    claim_escalation_run,
+    claim_sop_run,
+    clocks_for,
+    get_ticket,
+    run_owner,
+)
 
 # PRIV-1: every log record of these loggers (flow and task run logs shipped to the
 # Prefect UI included) is masked when it is created.
@@ -82,13 +92,24 @@ class Claim:
     owner_run: str
 
 
+class RunReplacedError(RuntimeError):
+    """This run is not the recorded owner of its ticket's SOP (the run supervisor
+    replaced it, or another run claimed first): the step was not applied; the run stops."""
+
+
+def _retry_unless_replaced(task: Any, task_run: Any, state: Any) -> bool:
+    """A replaced run stops at once: retrying cannot make it the owner again."""
+    return not isinstance(getattr(state, "data", None), RunReplacedError)
+
+
 @task(**STEP_TASK)
 def claim_run(
     ticket_id: str, sop: str, key: str = "claim", escalation_id: int | None = None
 ) -> Claim:
     """One flow run per ticket per SOP (per escalation for escalations): the first run
-    claims it; a duplicate run (the same start event delivered twice) sees another
-    owner and stops."""
+    claims it; a run the supervisor created (pre-claimed) or moved the claim to is the
+    recorded owner and goes on; a duplicate run (the same start event delivered twice)
+    sees another owner and stops."""
     run_id = current_flow_run_id()
     now = get_clock().now()
     with session_scope() as s:
@@ -96,9 +117,7 @@ def claim_run(
         if escalation_id is not None:
             esc = s.get(Escalation, escalation_id)
             assert esc is not None, f"escalation {escalation_id} does not exist"
-            esc.flow_run_id = esc.flow_run_id or run_id
-            s.add(esc)
-            owner = esc.flow_run_id
+            owner = claim_escalation_run(s, escalation_id=escalation_id, flow_run_id=run_id)
             tags = [f"sop:{sop}", f"level:{esc.level}", f"to:{esc.escalated_to}"]
         else:
             owner = claim_sop_run(
@@ -110,7 +129,11 @@ def claim_run(
     return Claim(owner=owner == run_id, owner_run=owner)
 
 
-@task(**STEP_TASK, timeout_seconds=get_settings().step_timeout_seconds)
+@task(
+    **STEP_TASK,
+    retry_condition_fn=_retry_unless_replaced,
+    timeout_seconds=get_settings().step_timeout_seconds,
+)
 def complete_step(
     sop: str,
     step: str,
@@ -119,11 +142,21 @@ def complete_step(
     form: Form | None = None,
     escalation_id: int | None = None,
 ) -> steps.StepResult:
-    """Apply one completed step in one transaction; then tag the run, send the stored
-    events and publish the clocks artifact (best effort: the SLA service retries)."""
+    """Apply one completed step in one transaction, only if this run is the recorded
+    owner of the ticket's SOP (or escalation): the owner row is locked in the same
+    transaction, so a run the supervisor replaced can never apply a step
+    (:class:`RunReplacedError`). Then tag the run, send the stored events and publish the
+    clocks artifact (best effort: the SLA service retries)."""
     run_id = current_flow_run_id()
     now = get_clock().now()
     with session_scope() as s:
+        owner = run_owner(s, ticket_id=ticket_id, sop=sop, escalation_id=escalation_id)
+        if owner != run_id:
+            raise RunReplacedError(
+                f"run {run_id} does not own {sop} of {ticket_id}"
+                + (f" (escalation {escalation_id})" if escalation_id else "")
+                + f"; the owner is {owner or 'nobody'}: step {key} not applied, the run stops"
+            )
         result = steps.complete(
             s,
             deadlines=deadlines(),
@@ -141,11 +174,19 @@ def complete_step(
         try:
             if sop != "escalation":
                 tag_run(run_id, [f"priority:{priority}"])
-            send_outbox_events(now=now, ticket_id=ticket_id)
+            send_outbox_events(now=now, ticket_ids=[ticket_id])
         except Exception as exc:  # noqa: BLE001 - the SLA service sends them later
             get_run_logger().warning("events of %s left for the SLA service: %s", ticket_id, exc)
         publish_clocks(ticket_id)
     return result
+
+
+def _same_form(form: type[BaseModel], stored: dict[str, Any], got: dict[str, Any]) -> bool:
+    """Is the stored submission's body the form the run was resumed with?"""
+    try:
+        return form.model_validate(stored).model_dump(mode="json") == got
+    except ValidationError:
+        return False
 
 
 def describe(sop: str, step: steps.Step, ticket_id: str, reason: str = "") -> str:
@@ -211,20 +252,70 @@ class SopRun:
         form_input = RunInput.subclass_from_base_model_type(spec.form)
         reason, attempt = note, 1
         base = step if round == 1 else f"{step}-r{round}"
+        inst = self.escalation_id or 0
+        where = {"ticket_id": self.ticket_id, "sop": self.sop, "step": step, "step_key": base,
+                 "instance": inst}  # fmt: skip
+        # a replacement run (a new flow run re-running the body after a crash) skips a
+        # step round already recorded, with the form and outcome it was completed with
+        done = submissions.recorded(**where)
+        if done is not None:
+            return steps.StepResult(
+                self.sop, step, done.key, self.ticket_id, done=True, at=done.at,
+                form=spec.form.model_validate(done.data) if done.data is not None else None,
+                already=True, closed=done.closed, paused=done.paused,
+                handed_over=done.handed_over, value=done.value,
+            )  # fmt: skip
         while True:
             key = base if attempt == 1 else f"{base}-{attempt}"
-            described = form_input.with_initial_data(
-                description=describe(self.sop, spec, self.ticket_id, reason)
-            )
-            got = suspend_flow_run(wait_for_input=described, key=key, timeout=None)
-            form = spec.form.model_validate(got.model_dump(include=set(spec.form.model_fields)))
+            # a submission stored while nobody waited (issue 11 §2) is used without suspending
+            taken = submissions.take(**where, now=get_clock().now())
+            if taken is not None:
+                try:
+                    form = spec.form.model_validate(taken.data)
+                except ValidationError as exc:  # the form changed since it was stored
+                    refusal = "; ".join(f"{p.field}: {p.rule}" for p in form_problems(exc))
+                    self._settle(taken, where, key, taken.data, None, refusal)
+                    reason, attempt = refusal, attempt + 1
+                    continue
+            else:
+                described = form_input.with_initial_data(
+                    description=describe(self.sop, spec, self.ticket_id, reason)
+                )
+                got = suspend_flow_run(wait_for_input=described, key=key, timeout=None)
+                form = spec.form.model_validate(got.model_dump(include=set(spec.form.model_fields)))
+                data = form.model_dump(mode="json")
+                taken = submissions.claim_resumed(
+                    **where, same=partial(_same_form, spec.form, got=data)
+                )
             result = complete_step.with_options(name=f"{self.sop}.{step}")(
                 self.sop, step, key, self.ticket_id, form, self.escalation_id
             )
+            self._settle(taken, where, key, form.model_dump(mode="json"), result, result.reason)
             if result.done:
                 return result
             get_run_logger().warning("%s %s refused: %s", self.ticket_id, key, result.reason)
             reason, attempt = result.reason, attempt + 1
+
+    def _settle(
+        self,
+        taken: submissions.Taken | None,
+        where: dict[str, Any],
+        key: str,
+        data: dict[str, Any],
+        result: steps.StepResult | None,
+        reason: str,
+    ) -> None:
+        done = result is not None and result.done
+        outcome = (
+            {"closed": result.closed, "handed_over": result.handed_over, "value": result.value}
+            if result is not None
+            else {}
+        )
+        submissions.settle(
+            taken, **where, key=key, data=data if taken is None else taken.data, done=done,
+            reason=reason, outcome=outcome, flow_run_id=current_flow_run_id(),
+            now=get_clock().now(),
+        )  # fmt: skip
 
     def armed_for(self, step: str, result: steps.StepResult) -> bool:
         """Did ``result``'s step arm a clock that ``step`` stops (the step is due)?"""

@@ -32,7 +32,9 @@ def prefect_server() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # 180 s: a fresh server migrates its database first, which took over 60 s on the
+    # shared 2-core box at load 14 (tests/test_burst.py errored there)
+    with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
 
 
@@ -50,6 +52,7 @@ def sqlite_db(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'aftersales.db'}"
     _use_database(url)
     yield url
+    privacy_harvest(url, "sqlite_db")
 
 
 def postgres_admin_url() -> str | None:
@@ -99,6 +102,7 @@ def postgres_db(postgres_server: str) -> Iterator[str]:
     url = fresh_postgres_database(postgres_server)
     _use_database(url)
     yield url
+    privacy_harvest(url, "postgres_db")
     drop_postgres_database(postgres_server, url)
 
 
@@ -152,8 +156,17 @@ def _wait_for_deployments(api_url: str, proc: subprocess.Popen[bytes], log_path:
 class Stack:
     """Everything a ticket touches: Prefect server, runner, database, clock service, sink."""
 
-    def __init__(self, backend: str, db_url: str, api_url: str, sink: object, service: object):
+    def __init__(
+        self,
+        backend: str,
+        db_url: str,
+        api_url: str,
+        sink: object,
+        service: object,
+        runner_pid: int = 0,
+    ):
         self.backend = backend
+        self.runner_pid = runner_pid  # the runner serving the deployments
         self.db_url = db_url
         self.api_url = api_url
         self.sink = sink
@@ -164,8 +177,8 @@ class Stack:
 def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack]:
     """The SOP deployments served by a real Prefect runner subprocess (as ``aftersales serve``),
     the SLA clock service in a thread, notifications to a real HTTP sink; one per backend."""
-    from aftersales.runtime import SlaService
     from aftersales.settings import reset_settings
+    from aftersales.sla_service import SlaService
     from tests.sink import HttpSink
 
     admin = None
@@ -204,9 +217,18 @@ def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack
     service = SlaService()
     service.poll = 0.2
     thread = service.start_thread()
+    # the run supervisor, as `aftersales up` runs it: a start event the server's triggers
+    # dropped gets its run, a crashed run is restarted, stored submissions are delivered
+    from aftersales.reconciler import Reconciler
+
+    supervisor = Reconciler()
+    supervisor.every = 2.0
+    supervisor_thread = supervisor.start_thread()
     try:
-        yield Stack(request.param, db_url, prefect_server, sink, service)
+        yield Stack(request.param, db_url, prefect_server, sink, service, proc.pid)
     finally:
+        supervisor.stop()
+        supervisor_thread.join(timeout=20)
         service.stop()
         thread.join(timeout=10)
         proc.terminate()
@@ -219,5 +241,52 @@ def stack(request: pytest.FixtureRequest, prefect_server: str) -> Iterator[Stack
         os.environ.clear()
         os.environ.update(saved)
         reset_settings()
+        privacy_harvest(db_url, f"stack[{request.param}]")
         if admin is not None:
             drop_postgres_database(admin, db_url)
+
+
+# ---------------------------------------------------------------- personal-data scan
+# tests/zz_privacy (collected last) scans what the session left for the personal values
+# it submitted (issue 11 §9). The fixtures above hand it each project database before
+# dropping it; nothing is collected unless the scan is part of the session.
+
+
+def privacy_harvest(url: str, label: str) -> None:
+    from tests.zz_privacy.scan import REGISTRY
+
+    REGISTRY.harvest_database(url, label)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The chaos suite's seed, chosen once per session (``CHAOS_SEED`` or random); the
+    chaos tests read it back, and the terminal summary prints it."""
+    from tests.chaos.driver import seed_from_env
+
+    os.environ["CHAOS_SEED"] = str(seed_from_env())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the chaos seed at the end of every run that ran a chaos test, pass or fail
+    (a passing test's own prints are captured, so CI's output would not show it)."""
+    ran = (r for key, rs in terminalreporter.stats.items() if key != "deselected" for r in rs)
+    if any("tests/chaos/" in getattr(r, "nodeid", "") for r in ran):
+        seed = os.environ["CHAOS_SEED"]
+        terminalreporter.write_line(f"chaos seed: {seed} (replay with CHAOS_SEED={seed})")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.zz_privacy.scan import REGISTRY, watch_record_writes
+
+    scan = [i for i in items if "zz_privacy" in i.nodeid]
+    if not scan:
+        return
+    REGISTRY.enabled = True
+    watch_record_writes()
+    others = [i for i in items if "zz_privacy" not in i.nodeid]
+    if any("stack" in getattr(i, "fixturenames", ()) for i in others):
+        # the scan's own ticket (tests/zz_privacy/test_a_ticket_to_scan.py) is for a run alone
+        reason = "the session's end-to-end suites submit tickets; the scan reads theirs"
+        for item in scan:
+            if item.name.startswith("test_alone_"):
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -31,6 +31,8 @@ class _QuickServer(ThreadingHTTPServer):
     """ThreadingHTTPServer without the reverse-DNS lookup (``socket.getfqdn``) that
     ``HTTPServer.server_bind`` does, which can stall for seconds in a sandbox."""
 
+    request_queue_size = 128  # a busy endpoint queues connections instead of refusing
+
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
@@ -54,10 +56,16 @@ class ReceivedRequest:
         return 200 <= self.status < 300
 
 
+# Every request any HttpSink of this process received, in arrival order, kept after the
+# sink closes: the personal-data scan (tests/zz_privacy) reads it at the end of the session.
+ARCHIVE: list[tuple[str, ReceivedRequest]] = []  # (sink address "127.0.0.1:port", request)
+_ARCHIVE_LOCK = threading.Lock()
+
+
 class HttpSink:
     """Records POSTs; can be told to answer the next N requests with HTTP 500."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._fail_remaining = 0
@@ -79,15 +87,16 @@ class HttpSink:
                     if failing:
                         sink._fail_remaining -= 1
                     status = 500 if failing else 200
-                    sink._requests.append(
-                        ReceivedRequest(
-                            method=self.command,
-                            path=self.path.split("?", 1)[0],
-                            headers={k: v for k, v in self.headers.items()},
-                            body=body,
-                            status=status,
-                        )
+                    received = ReceivedRequest(
+                        method=self.command,
+                        path=self.path.split("?", 1)[0],
+                        headers={k: v for k, v in self.headers.items()},
+                        body=body,
+                        status=status,
                     )
+                    sink._requests.append(received)
+                with _ARCHIVE_LOCK:
+                    ARCHIVE.append((f"{sink.host}:{sink.port}", received))
                 reply = b'{"error": "sink told to fail"}' if failing else b'{"ok": true}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -101,7 +110,7 @@ class HttpSink:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return  # keep test output quiet
 
-        self._server = _QuickServer((host, 0), Handler)
+        self._server = _QuickServer((host, port), Handler)  # port: restart on the same one
         self._server.daemon_threads = True
         self.host = host
         self.port: int = self._server.server_address[1]

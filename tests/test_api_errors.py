@@ -105,12 +105,13 @@ def test_unknown_paths_methods_parameters_and_tickets_answer_in_the_same_shape(
     shape(api.post("/intake", json={**GOOD, "channel": "fax"}), 422, "invalid_intake", "channel")
 
 
-def test_a_step_of_a_ticket_whose_run_does_not_wait_is_409_not_waiting(api: TestClient) -> None:
+def test_a_step_no_sop_of_the_ticket_has_is_409_not_waiting(api: TestClient) -> None:
+    """(A step of the ticket's SOP whose run does not wait yet is queued: 202, see
+    tests/test_submissions.py; its form is judged first: 422 naming the field.)"""
     tid = api.post("/intake", json=GOOD).json()["ticket_id"]  # no runner: no run waits
-    body = shape(
-        api.post(f"/tickets/{tid}/steps/first-response", json={}), 409, "not_waiting", "step"
-    )
+    body = shape(api.post(f"/tickets/{tid}/steps/arrival", json={}), 409, "not_waiting", "step")
     assert "not waiting for a person" in body["errors"][0]["rule"]
+    shape(api.post(f"/tickets/{tid}/steps/first-response", json={}), 422, "invalid_form", "agent")
 
 
 # ---------------------------------------------------------------- schemathesis
@@ -175,6 +176,7 @@ def test_cli_intake_of_a_latin1_payload_exits_2_with_one_line(
         json.dumps({**GOOD, "customer_name": "José"}, ensure_ascii=False).encode("latin-1")
     )
     res = cli_run("intake", "--payload", str(f))
+    f.unlink()  # the test's own input, not a place the product wrote (the scan reads tmp files)
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and "is not UTF-8" in res.output and str(f) in res.output
     assert "Traceback" not in res.output

@@ -55,10 +55,18 @@ def test_without_any_server_the_intake_is_stored_with_one_note_and_no_prefect(
     assert proc.stderr.strip().startswith("note: no Prefect server found")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "prefect" / "prefect.db").exists()  # no ephemeral server ran
+    proc_intake_stdout = proc.stdout
     secs, proc = cold(["resume", json.loads(proc.stdout)["ticket_id"], "first-response"],
                       clean_env(tmp_path, sqlite_db))  # fmt: skip
-    assert proc.returncode == 2 and "is not waiting for a person" in proc.stderr, proc.stderr
+    # the form is judged without Prefect (issue 11 §2): an incomplete one names its fields
+    assert proc.returncode == 2 and "error: agent: Field required" in proc.stderr, proc.stderr
     quiet(proc)
+    tid = json.loads(proc_intake_stdout)["ticket_id"]
+    secs, proc = cold(["resume", tid, "first-response", "--set", "agent=小吴", "--set",
+                       "category=A", "--set", "priority=auto", "--set", "complex_issue=false"],
+                      clean_env(tmp_path, sqlite_db))  # fmt: skip
+    # a good one is stored and queued for the run (no server: nothing to resume now)
+    assert proc.returncode == 0 and "queued" in proc.stdout + proc.stderr, proc.stderr
 
 
 @pytest.fixture
@@ -108,9 +116,11 @@ def test_a_cold_cli_finds_the_running_server_and_answers_fast(running: dict[str,
     assert min(times) < 2.0  # ~0.3 s on a quiet machine; 24 s before (issue 10)
     secs, proc = cold(["resume", tid, "first-response", "--set", "agent=小吴"], running)
     print(f"cold `aftersales resume` via the server (refused): {secs:.2f} s")
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # judged before anything is stored or resumed
     assert proc.stderr.strip().splitlines() == [
-        f"error: step: ticket {tid} is not waiting for a person"
+        "error: category: Field required",
+        "error: priority: Field required",
+        "error: complex_issue: Field required",
     ]
     quiet(proc)
 

@@ -1,4 +1,5 @@
-"""The SLA service: a start event the server dropped is queued again; clocks live in the database."""
+"""The SLA service: clocks live in the database. (A start event the server dropped is the
+run supervisor's: tests/test_reconciler.py.)"""
 
 from __future__ import annotations
 
@@ -7,61 +8,11 @@ from datetime import datetime, timedelta
 from aftersales.clock import ManualClock
 from aftersales.intake import accept_intake, parse_payload
 from aftersales.notify import Notifier
-from aftersales.runtime import SlaService, deadlines
+from aftersales.runtime import deadlines
+from aftersales.sla_service import SlaService
 from models.db import session_scope
-from models.entities import Sop
-from models.repository import claim_sop_run
 
 T0 = datetime.fromisoformat("2026-11-23T10:00:00+08:00")
-
-
-def test_a_start_event_the_server_dropped_is_queued_again_once_per_grace_until_a_run_claims_it(
-    sqlite_db: str,
-) -> None:
-    """The start event is stored with the ticket; if it was sent but no run claimed the
-    ticket within the grace (the server or its triggers dropped it), the service queues it
-    again — counted from the last start event, at most once per grace, never a storm."""
-    from sqlmodel import select
-
-    from models.entities import OutboxEvent
-
-    clock = ManualClock(T0)
-    ctx = deadlines()
-
-    def intake(intake_id: str, contact: str) -> str:
-        payload = {"channel": "phone", "intake_id": intake_id, "customer_name": "A",
-                   "contact": contact, "description": "x"}  # fmt: skip
-        return accept_intake(parse_payload(payload), ctx=ctx, now=T0).ticket_id
-
-    lost, started = intake("c-lost", "13812345678"), intake("c-ok", "13812345679")
-
-    def starts(tid: str) -> list[OutboxEvent]:
-        with session_scope() as s:
-            return list(
-                s.exec(
-                    select(OutboxEvent).where(
-                        OutboxEvent.ticket_id == tid,
-                        OutboxEvent.event == "aftersales.inquiry.received",
-                    )
-                ).all()
-            )
-
-    with session_scope() as s:  # both start events went out; one run claimed its ticket
-        for row in s.exec(select(OutboxEvent)).all():
-            row.sent_at = T0
-            s.add(row)
-        claim_sop_run(s, ticket_id=started, sop=Sop.INQUIRY, flow_run_id="run-1", now=T0)
-    svc = SlaService(clock=clock, notifier=Notifier({}), ctx=ctx, send_events=False)
-    assert svc.requeue_lost_starts() == []  # within the 60 s grace
-    clock.advance(timedelta(seconds=61))
-    assert svc.requeue_lost_starts() == [f"ticket {lost} (inquiry)"]
-    assert len(starts(lost)) == 2 and len(starts(started)) == 1
-    clock.advance(timedelta(seconds=90))
-    assert svc.requeue_lost_starts() == []  # the re-queued one is not sent yet
-    with session_scope() as s:
-        claim_sop_run(s, ticket_id=lost, sop=Sop.INQUIRY, flow_run_id="run-2", now=T0)
-    clock.advance(timedelta(minutes=5))
-    assert svc.requeue_lost_starts() == []
 
 
 def test_a_clock_armed_by_one_service_instance_fires_from_the_database_in_the_next(

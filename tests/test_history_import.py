@@ -418,3 +418,176 @@ def test_loader_unites_history_and_live_tickets(any_db: str) -> None:
 def test_file_hash_is_recorded(sqlite_db: str) -> None:
     res = import_file(DATA / "history-good.csv")
     assert res.sha256 == hashlib.sha256((DATA / "history-good.csv").read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ surveys and complaints
+FULL_HEADER = (
+    HEADER + ",satisfaction_attitude,satisfaction_efficiency,satisfaction_effectiveness"
+    ",product_model,root_cause,complaint_theme,solution,compensation_cny"
+)
+
+
+def history_rows(url: str) -> dict[str, dict]:
+    from models.db import session_scope
+
+    with session_scope(url) as s:
+        got = s.execute(
+            text(
+                "SELECT ticket_id, satisfaction, satisfaction_attitude, satisfaction_efficiency,"
+                " satisfaction_effectiveness, product_model, root_cause, complaint_theme,"
+                " solution, compensation_cny FROM history_ticket"
+            )
+        ).mappings()
+        return {r["ticket_id"]: dict(r) for r in got}
+
+
+def test_survey_and_complaint_columns_load_and_dimensions_make_the_score_CB_3(
+    any_db: str, tmp_path: Path
+) -> None:
+    p = write(
+        tmp_path,
+        "full.csv",
+        # three dimensions, no score: the score is their mean x 2, as the live survey's
+        "V-1,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c,4,5,3,,,,,",
+        # a score of the file's own is kept
+        "V-2,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,9.5,a,t,c,4,5,3,,,,,",
+        # an exported complaint ("process-change" as another tool spells it)
+        "V-3,complaint,email,B,important,2026-08-01T09:00:00+08:00,,,,,a,t,c,,,,"
+        "X200,loose connector,late engineer,process-change,",
+        "V-4,complaint,email,B,important,2026-08-01T09:00:00+08:00,,,,,a,t,c,,,,"
+        "X200,,,compensation,200.5",
+        # refused: a dimension out of 1-5, not a number, not whole; an unknown solution
+        "V-5,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c,6,5,3,,,,,",
+        "V-6,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c,4,x,3,,,,,",
+        "V-7,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c,4,5,2.5,,,,,",
+        "V-8,complaint,email,B,important,2026-08-01T09:00:00+08:00,,,,,a,t,c,,,,,,,refund,",
+        "V-9,complaint,email,B,important,2026-08-01T09:00:00+08:00,,,,,a,t,c,,,,,,,,-5",
+        header=FULL_HEADER,
+    )
+    res = import_file(p)
+    assert [str(e) for e in res.errors] == [
+        "line 6: satisfaction_attitude: 6 is outside 1-5",
+        "line 7: satisfaction_efficiency: 'x' is not a number",
+        "line 8: satisfaction_effectiveness: 2.5 is not a whole number 1-5",
+        "line 9: solution: 'refund' is not one of apology, compensation, repair, process_change",
+        "line 10: compensation_cny: -5 is outside 0-100000000",
+    ]
+    assert (res.imported, res.rejected) == (4, 5)
+    rows = history_rows(any_db)
+    assert rows["V-1"]["satisfaction"] == pytest.approx(8.0)  # (4 + 5 + 3) / 3 x 2
+    assert (rows["V-1"]["satisfaction_attitude"], rows["V-1"]["satisfaction_efficiency"]) == (4, 5)
+    assert rows["V-2"]["satisfaction"] == pytest.approx(9.5)
+    v3 = rows["V-3"]
+    assert (v3["product_model"], v3["root_cause"], v3["complaint_theme"], v3["solution"]) == (
+        "X200",
+        "loose connector",
+        "late engineer",
+        "process_change",
+    )
+    assert v3["compensation_cny"] is None and v3["satisfaction"] is None
+    assert rows["V-4"]["compensation_cny"] == pytest.approx(200.5)
+    # the frame of the reports carries the efficiency dimension (SPD-2)
+    frame = load_tickets(url=any_db).set_index("ticket_id")
+    assert frame.loc["V-1", "satisfaction_efficiency"] == 5
+    assert pd.isna(frame.loc["V-3", "satisfaction_efficiency"])
+
+
+def test_a_file_without_the_optional_columns_still_loads(sqlite_db: str, tmp_path: Path) -> None:
+    # some optional columns only (the dimensions), in another order
+    header = "satisfaction_efficiency,satisfaction_attitude,satisfaction_effectiveness," + HEADER
+    p = write(
+        tmp_path,
+        "dims.csv",
+        "2,1,3,D-1,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c",
+        "2,1,,D-2,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c",
+        header=header,
+    )
+    old = write(
+        tmp_path, "core.csv", "K-1,inquiry,online,A,normal,2026-08-01T09:00:00+08:00,,,,7,a,t,c"
+    )
+    assert import_file(p).imported == 2
+    assert import_file(old).imported == 1
+    rows = history_rows(sqlite_db)
+    assert rows["D-1"]["satisfaction"] == pytest.approx(4.0)  # (1 + 2 + 3) / 3 x 2
+    # two dimensions of three: stored as given, no score made up
+    assert rows["D-2"]["satisfaction"] is None and rows["D-2"]["satisfaction_efficiency"] == 2
+    assert rows["K-1"]["satisfaction"] == 7 and rows["K-1"]["product_model"] is None
+    # a mapping that names an optional column the file lacks is refused (the user expects it)
+    with pytest.raises(HistoryFileError, match=r"missing column\(s\) root_cause"):
+        parse_file(old, mapping=Mapping(columns={"root_cause": "Cause"}))
+
+
+def test_survey_dimensions_under_scale_5_stay_1_to_5_and_make_the_0_10_score(
+    tmp_path: Path,
+) -> None:
+    p = write(
+        tmp_path,
+        "five-dims.csv",
+        "F-1,callback,phone,A,normal,2026-08-01T09:00:00+08:00,,,,,a,t,c,5,5,4,,,,,",
+        header=FULL_HEADER,
+    )
+    parsed = parse_file(p, scale=5)
+    assert parsed.errors == []
+    assert parsed.frame["satisfaction"].iloc[0] == pytest.approx(9.33)
+
+
+def test_imported_complaints_count_in_the_improvement_report_beside_live_ones_CMP_4(
+    sqlite_db: str, tmp_path: Path
+) -> None:
+    from aftersales.improvement import improvement_report
+    from aftersales.intake import accept_intake, parse_payload
+    from aftersales.report_model import month_bounds
+    from aftersales.runtime import deadlines
+    from models.db import session_scope
+    from models.entities import Complaint
+
+    at = datetime(2026, 10, 12, 2, tzinfo=UTC)
+    live = accept_intake(
+        parse_payload(
+            {
+                "channel": "phone",
+                "sop": "complaint",
+                "intake_id": "imp-1",
+                "customer_name": "A",
+                "contact": "13812340001",
+                "description": "x",
+            }
+        ),
+        ctx=deadlines(),
+        now=at,
+    ).ticket_id
+    with session_scope() as s:
+        s.add(Complaint(ticket_id=live, theme="late engineer", solution="apology"))
+    row = "{},complaint,email,B,normal,{},,{},,,a,t,c,,,,{},{},{},{},"
+    p = write(
+        tmp_path,
+        "complaints.csv",
+        # named theme; resolved without a recorded solution
+        row.format("HC-1", "2026-10-02T09:00:00+08:00", "2026-10-02T12:00:00+08:00", "", "",
+                   "late engineer", ""),
+        # product model and root cause, the solution recorded; still unresolved
+        row.format("HC-2", "2026-10-03T09:00:00+08:00", "", "X200", "loose fan", "", "repair"),
+        row.format("HC-3", "2026-10-04T09:00:00+08:00", "", "X200", "loose fan", "", ""),
+        # a history row of the live ticket: the live one wins
+        row.format(live, "2026-10-05T09:00:00+08:00", "", "", "", "late engineer", ""),
+        # November: another month
+        row.format("HC-4", "2026-11-02T09:00:00+08:00", "", "", "", "late engineer", ""),
+        header=FULL_HEADER,
+    )  # fmt: skip
+    assert import_file(p).imported == 5
+    start, end = month_bounds("2026-10")
+    with session_scope() as s:
+        r = improvement_report(s, month="2026-10", start=start, end=end, threshold=2)
+    assert r.complaints == 4  # HC-1..3 and the live one
+    assert [(t.name, t.count) for t in r.recurring] == [
+        ("X200 / loose fan", 2),
+        ("late engineer", 2),
+    ]
+    fan, late = r.recurring
+    assert [t.ticket_id for t in late.tickets] == ["HC-1", live]
+    assert late.solutions == {"apology": 1, "not recorded": 1}
+    assert fan.solutions == {"repair": 1, "open": 1}
+    assert fan.open_actions == [
+        "HC-2: not resolved in the imported history",
+        "HC-3: not resolved in the imported history",
+    ]

@@ -131,9 +131,14 @@ def test_intake_without_source_id_is_deduplicated_by_content_and_time(sqlite_db:
         ({"contact": "123"}, "contact", "at least 5 characters"),
         ({"customer_name": ""}, "customer_name", "at least 1 character"),
         ({"received_at": "2026-11-23T10:00:00"}, "received_at", "must carry a UTC offset"),
-        ({"email_grade": "urgent"}, "(payload)", "email_grade is only for the email channel"),
+        ({"email_grade": "urgent"}, "email_grade", "email_grade is only for the email channel"),
         ({"amount_cny": -1}, "amount_cny", "greater than or equal to 0"),
         ({"colour": "red"}, "colour", "Extra inputs are not permitted"),
+        # issue 11 §3 fuzz findings: never stored as 1970, never a 500
+        ({"received_at": 463}, "received_at", "ISO 8601 date-time text"),
+        ({"received_at": "9999-12-31T23:59:59-12:00"}, "received_at", "out of range"),
+        ({"received_at": "0001-01-01T00:00:00+14:00"}, "received_at", "out of range"),
+        ({"received_at": "1999-12-31T23:00:00+00:00"}, "received_at", "out of range"),
     ],
 )
 def test_bad_payload_names_field_and_rule_and_stores_nothing(
@@ -268,3 +273,96 @@ def test_public_social_complaint_is_copied_to_pr_and_urgent_INQ_CH_SOCIAL_ESC_UR
     assert ("pr", "public_complaint_copy") in notes
     public = rules["INQ-CH-SOCIAL:public-complaint"]
     assert (public.due_at - public.started_at).total_seconds() == 3600
+
+
+# ---------------------------------------------------------------- issue 11 §3
+def test_intake_while_prefect_is_down_is_201_at_once_and_its_start_event_stays_stored(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting the SOP is not intake's job: the ticket and its start event are stored
+    and the answer is 201 without waiting for Prefect; the API's pump then tries the send
+    in the background, fails (nothing listens) and records the attempt; the event stays
+    in the outbox for the SLA service."""
+    import time
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from aftersales.events import PUMP
+    from aftersales.settings import reset_settings
+    from models.entities import OutboxEvent
+
+    closed = "http://127.0.0.1:9/api"
+    monkeypatch.setenv("PREFECT_API_URL", closed)
+    reset_settings()
+    api = TestClient(create_app())  # the default: PUMP.queue
+
+    def start_event(tid: str) -> OutboxEvent:
+        with session_scope() as s:
+            (row,) = s.exec(
+                select(OutboxEvent).where(
+                    OutboxEvent.ticket_id == tid, OutboxEvent.event == "aftersales.inquiry.received"
+                )
+            ).all()
+            return row
+
+    with temporary_settings({PREFECT_API_URL: closed}):
+        t0 = time.monotonic()
+        resp = api.post("/intake", json={**GOOD, "intake_id": "down-1"})
+        took = time.monotonic() - t0
+        assert resp.status_code == 201, resp.text
+        assert took < 1.5, took  # the transaction only: nobody waits for Prefect
+        tid = resp.json()["ticket_id"]
+        end = time.monotonic() + 30
+        while start_event(tid).attempts == 0 and time.monotonic() < end:
+            time.sleep(0.1)
+    row = start_event(tid)
+    assert row.attempts == 1 and row.sent_at is None and row.last_error, row
+    assert PUMP.rounds >= 1
+    assert counts()[0] == 1
+
+
+def test_fifty_concurrent_identical_posts_without_id_or_time_make_one_ticket(any_db: str) -> None:
+    """No intake_id, no received_at: the key is the content within the dedupe window, so
+    a client's retries (or 50 at once) are one ticket: one 201, the rest 200."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = TestClient(create_app(send=None))
+    payload = {k: v for k, v in GOOD.items() if k != "intake_id"}
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: api.post("/intake", json=payload), range(50)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * 49 + [201], {r.status_code: r.text for r in answers}
+    assert len({r.json()["ticket_id"] for r in answers}) == 1
+    assert counts()[0] == 1
+
+
+def test_a_retry_just_across_the_dedupe_window_boundary_is_the_same_ticket(sqlite_db: str) -> None:
+    from datetime import timedelta
+
+    payload = parse_payload({k: v for k, v in GOOD.items() if k != "intake_id"})
+    window = 600
+    edge = datetime.fromtimestamp((int(NOW.timestamp()) // window + 1) * window, tz=NOW.tzinfo)
+    a = accept_intake(payload, ctx=deadlines(), now=edge - timedelta(seconds=1))
+    b = accept_intake(payload, ctx=deadlines(), now=edge + timedelta(seconds=1))
+    c = accept_intake(payload, ctx=deadlines(), now=edge + timedelta(seconds=2 * window))
+    assert a.created and not b.created and a.ticket_id == b.ticket_id
+    assert c.created and c.ticket_id != a.ticket_id  # two windows later: a new intake
+
+
+def test_infinite_amount_and_lone_surrogates_are_refused_by_field_never_a_500(
+    sqlite_db: str,
+) -> None:
+    for patch, field in (({"amount_cny": 1e309}, "amount_cny"),
+                         ({"description": ["\ud800"]}, "description")):  # fmt: skip
+        with pytest.raises(IntakeError) as err:
+            parse_payload({**GOOD, **patch})
+        assert field in [f for f, _ in err.value.errors]
+    api = TestClient(create_app(send=None))
+    head = {"content-type": "application/json"}
+    inf = api.post(
+        "/intake", content=json.dumps(GOOD)[:-1] + ', "amount_cny": 1e309}', headers=head
+    )
+    assert inf.status_code == 422 and inf.json()["errors"][0]["field"] == "amount_cny"
+    sur = api.post("/intake", content=json.dumps(GOOD)[:-1] + ', "x": ["\\ud800"]}', headers=head)
+    assert sur.status_code == 400 and sur.json()["code"] == "invalid_encoding"
+    assert counts() == (0, 0)

@@ -62,6 +62,9 @@ SAMPLE: dict[str, Any] = {
     "escalate_to": "team_lead",
     "fire_count": 2,
     "reason": f"no response 30 min after submission; customer ID {ID_NUMBER}",
+    # a clock that fired late after an outage fills these (empty when on time)
+    "late_mark": "",
+    "late_note": "",
     # step-specific extras
     "address": ADDRESS,
     "purchase_date": "2023-11-02",
@@ -345,7 +348,7 @@ def test_try_send_reports_failure_without_raising_or_sleeping(sink: HttpSink) ->
     assert failed.error is not None and "500" in failed.error and "'handler'" in failed.error
 
     ok = notifier.try_send("handler", message)
-    assert ok == DeliveryReport("handler", "reminder", 1, True, None)
+    assert ok == DeliveryReport("handler", "reminder", 1, True, None, route="primary")
 
     no_route = notifier.try_send("customer", message)
     assert (no_route.delivered, no_route.attempts, no_route.retryable) == (False, 0, False)
@@ -516,3 +519,32 @@ def test_sink_records_every_post_and_its_helpers_work(sink: HttpSink) -> None:
     assert sink.requests() == []
     assert notifier.try_send("pr", render("feedback_request", SAMPLE)).delivered
     assert not sink.wait_for(lambda: len(sink.messages()) == 2, timeout=0.1)
+
+
+@pytest.mark.parametrize(
+    "template_id",
+    ["reminder", "breach_escalation", "delay_alert", "escalation_opened", "phase_overdue",
+     "callback_due", "ticket_auto_closed"],
+)  # fmt: skip
+def test_clock_templates_say_when_a_clock_fired_late_and_nothing_when_on_time(
+    template_id: str,
+) -> None:
+    """Issue 11 §4: a late firing is visible in the title and the first body line."""
+    late = {
+        **SAMPLE,
+        "late_mark": "[LATE 47 min] ",
+        "late_note": "Fired 47 min late after an outage; due was 2024-05-13T17:00+08:00.\n",
+    }
+    on_time = render(template_id, SAMPLE)
+    message = render(template_id, late)
+    assert message.title.startswith("[LATE 47 min] ")
+    assert message.body.startswith("Fired 47 min late after an outage; due was 2024-05-13T17:00")
+    assert "LATE" not in on_time.title and "late after an outage" not in on_time.body
+    assert not on_time.body.startswith("\n")
+
+
+@pytest.mark.parametrize("template_id", ["progress_report", "email_followup"])
+def test_customer_messages_never_mention_our_outage(template_id: str) -> None:
+    late = {**SAMPLE, "late_mark": "[LATE 47 min] ", "late_note": "Fired 47 min late.\n"}
+    message = render(template_id, late)
+    assert "LATE" not in message.title and "Fired" not in message.body

@@ -295,3 +295,16 @@ def test_an_address_in_a_description_never_reaches_the_sync_group_unmasked_PRIV_
         {"ticket_id": "TK-1", "description": "上门地址：杭州市西湖区文三路477号华星科技大厦9楼"},
     )
     assert "文三路477号" not in msg.body and "杭州市西湖区***" in msg.body
+
+
+def test_the_sync_group_post_masks_the_customers_name_but_a_message_to_a_person_keeps_it_PRIV_1() -> (
+    None
+):
+    from aftersales.notify import render
+
+    ctx = {"ticket_id": "TK1", "channel": "phone", "category": "B", "priority": "urgent",
+           "owner_team": "hotline", "handler": "小周", "customer_name": "李娜",
+           "contact": "13987654321", "product_model": "X200", "description": "no power"}  # fmt: skip
+    group = render("sync_group_post", ctx)
+    assert "李娜" not in group.body and "李*" in group.body
+    assert "13987654321" not in group.body and "139****4321" in group.body

@@ -313,6 +313,13 @@ def check_board(day: Day) -> None:
         (day.ids[t], step, rule or "", state) for t, _, step, _, _, rule, _, state in EXPECTED
     ]
     assert board[0]["who"] == "handler (online-service)"
+    # read in chunks of 3 open tickets and cut to 5: the same soonest rows (flat memory at
+    # any number of open tickets, issue 9 (f))
+    with session_scope() as s:
+        small = sla_board(s, now=NOW, chunk=3, limit=5)
+    assert [(r.ticket_id, r.step, r.escalation_id) for r in small] == [
+        (r.ticket_id, r.step, r.escalation_id) for r in rows[:5]
+    ]
 
 
 def check_escalations(day: Day) -> None:
@@ -373,6 +380,12 @@ def test_the_waiting_step_follows_the_complaint_loops_and_optional_steps() -> No
         nxt("repair", ("register", "review", "dispatch", "arrival", "diagnosis", "confirmation"))
         is None
     )
+    # CB-1's method decides the callback's step: the customer's online survey, or a call;
+    # a second call only for a VIP (CB-2:vip-second armed)
+    assert nxt("callback", ("schedule", "send-survey")) == "survey"
+    assert nxt("callback", ("schedule",)) == "call"
+    assert nxt("callback", ("schedule", "call")) is None
+    assert nxt("callback", ("schedule", "call"), frozenset({"CB-2:vip-second"})) == "second-call"
     assert nxt("escalation", ("opened",), level="urgent") == "acknowledge"
     assert nxt("escalation", ("opened", "acknowledge"), level="urgent") == "plan"
     assert nxt("escalation", ("opened", "step-in"), level="normal") is None

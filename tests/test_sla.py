@@ -8,13 +8,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from aftersales import sla
 from aftersales.calendar import WorkCalendar
 from aftersales.notify import Notifier
 from aftersales.policy import load_profile
 from models.db import session_scope
-from models.entities import ClockState, NotificationStatus, Priority, TicketCreate
+from models.entities import (
+    ClockState,
+    NotificationStatus,
+    Priority,
+    StepSubmission,
+    TicketCreate,
+)
 from models.repository import clocks_for, create_ticket, escalations_for, notifications_for
 
 SH = "+08:00"
@@ -44,9 +51,9 @@ def new_ticket(key: str, at: datetime = T0, **kw: Any) -> str:
         return t.id
 
 
-def fire(ctx: sla.Deadlines, now: datetime, on_resume: Any = None) -> sla.FireReport:
+def fire(ctx: sla.Deadlines, now: datetime) -> sla.FireReport:
     with session_scope() as s:
-        return sla.fire_due(s, ctx=ctx, now=now, on_resume=on_resume)
+        return sla.fire_due(s, ctx=ctx, now=now)
 
 
 def clock_of(ticket_id: str, rule_id: str):  # noqa: ANN201
@@ -171,7 +178,7 @@ def test_repeating_progress_report_fires_every_2_working_days_REP_3(
         assert [n.template for n in notifications_for(s, ticket_id=tid)] == ["progress_report"]
 
 
-def test_email_close_after_3_days_resumes_the_waiting_run_INQ_CH_EMAIL(
+def test_email_close_after_3_days_answers_the_feedback_step_with_a_stored_submission_INQ_CH_EMAIL(
     any_db: str, ctx: sla.Deadlines
 ) -> None:
     tid = new_ticket("email-close")
@@ -184,10 +191,19 @@ def test_email_close_after_3_days_resumes_the_waiting_run_INQ_CH_EMAIL(
             start=T0,
             flow_run_id="00000000-0000-0000-0000-000000000001",
         )
-    resumed: list[tuple[str, dict]] = []
-    r = fire(ctx, T0 + timedelta(days=3), on_resume=lambda run, data: resumed.append((run, data)))
-    assert resumed == [("00000000-0000-0000-0000-000000000001", {"outcome": "no_reply"})]
-    assert len(r.resumed) == 1
+    r = fire(ctx, T0 + timedelta(days=3))
+    assert len(r.answered) == 1
+    with session_scope() as s:
+        (sub,) = s.exec(select(StepSubmission).where(StepSubmission.ticket_id == tid)).all()
+    # the run takes it when it asks for feedback, whatever step it waits on now (issue 11 §2)
+    assert (sub.sop, sub.step, sub.step_key, sub.state) == (
+        "inquiry",
+        "feedback",
+        "feedback",
+        "pending",
+    )
+    assert sub.data == {"outcome": "no_reply"} and sub.actor == "sla-clock:INQ-CH-EMAIL:close"
+    assert fire(ctx, T0 + timedelta(days=4)).fired == 0  # fired once, stored once
 
 
 def test_urgent_ticket_target_and_hard_limit_both_escalate_ESC_TIMEOUT_PRI_URGENT(
@@ -280,11 +296,14 @@ def test_outbox_retries_with_backoff_then_delivers_to_the_sink(
     assert len(sink.messages("/team_lead")) == 1
 
 
-def test_outbox_gives_up_after_max_attempts_and_records_failure(
+def test_outbox_never_gives_up_after_max_attempts_it_slows_down_until_the_target_answers(
     any_db: str, ctx: sla.Deadlines, sink: Any
 ) -> None:
+    """Issue 11 §4: after the fast retries a message stays queued, retried with the
+    backoff capped at notify_retry_max_seconds, and is delivered once the target answers."""
     tid = new_ticket("outbox-fail")
     notifier = Notifier({"team_lead": [sink.url("/team_lead")]})
+    policy = sla.OutboxPolicy(max_attempts=3, backoff_seconds=2, retry_max_seconds=300)
     with session_scope() as s:
         sla.enqueue_notification(
             s,
@@ -296,12 +315,21 @@ def test_outbox_gives_up_after_max_attempts_and_records_failure(
             ticket_id=tid,
         )
     sink.fail_next(10)
-    for i in range(3):
+    now = T0
+    for _ in range(10):
+        sla.deliver_outbox(notifier=notifier, now=now, policy=policy)
         with session_scope() as s:
-            sla.deliver_outbox(s, notifier=notifier, now=T0 + timedelta(hours=i), max_attempts=3)
-    with session_scope() as s:
-        (n,) = notifications_for(s, ticket_id=tid)
-    assert n.status == NotificationStatus.FAILED and n.attempts == 3 and n.last_error
+            (n,) = notifications_for(s, ticket_id=tid)
+        assert n.status == NotificationStatus.PENDING and n.last_error and "500" in n.last_error
+        assert n.next_attempt_at is not None
+        assert n.next_attempt_at - now <= timedelta(seconds=300)  # capped, never given up
+        now = n.next_attempt_at
+    assert n.attempts == 10 and n.next_attempt_at - T0 > timedelta(minutes=10)
+    rows = sla.deliver_outbox(notifier=notifier, now=now, policy=policy)
+    assert [(r.status, r.attempts, r.delivered_via) for r in rows] == [
+        (NotificationStatus.SENT, 11, "primary")
+    ]
+    assert len(sink.messages("/team_lead")) == 1
 
 
 def test_role_without_route_is_recorded_failed_not_dropped(any_db: str, ctx: sla.Deadlines) -> None:

@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from aftersales.humansteps import resume_step, waiting_step
+from aftersales.humansteps import resume_step, submit_step, waiting_step
 from aftersales.policy import load_profile
 from models.db import session_scope
 from models.entities import ClockState, TicketStatus
@@ -48,8 +48,12 @@ def waits_for(ticket_id: str, step: str) -> bool:
 
 
 def submit(ticket_id: str, step: str, data: dict[str, Any], timeout: float = 120) -> None:
+    """Submit a step as the API and the CLI do, once the run waits for it: judged, stored,
+    then the run resumed (or, when its form is not published yet or Prefect is slow,
+    queued for the run supervisor to deliver)."""
     wait(lambda: waits_for(ticket_id, step), timeout, f"{ticket_id} to wait for '{step}'")
-    resume_step(ticket_id, step, data)
+    out = submit_step(ticket_id, step, data)
+    assert out.status in ("resumed", "queued"), out
 
 
 def ui_resume(ticket_id: str, step: str, data: dict[str, Any]) -> None:
@@ -342,7 +346,7 @@ def test_email_inquiry_escalated_to_tech_support_then_closed_after_no_reply_INQ_
     submit(ticket_id, "answer", {"answered_from_knowledge_base": False, "answer": "not in KB"})
     wait(
         lambda: any(ticket_id in str(m.body) for m in stack.sink.messages("/tech_support")),
-        60,
+        120,
         "the INQ-3 escalation at tech support",
     )
     submit(ticket_id, "solved", {"resolution": "firmware 2.1 or later", "root_cause": "docs gap"})

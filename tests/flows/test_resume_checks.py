@@ -130,11 +130,12 @@ def test_every_human_step_refuses_a_wrong_value_before_the_run_and_takes_the_rig
     # ESC-AUTHORITY: the handler reports what is beyond their authority -> the supervisor
     with session_scope() as s:
         from aftersales.clock import get_clock
-        from aftersales.runtime import deadlines, send_outbox_events
+        from aftersales.events import send_outbox_events
+        from aftersales.runtime import deadlines
 
         steps.complete(s, deadlines=deadlines(), sop="ticket", step="beyond-authority",
                        ticket_id=t1, now=get_clock().now(), actor="小吴")  # fmt: skip
-    send_outbox_events(now=get_clock().now(), ticket_id=t1)
+    send_outbox_events(now=get_clock().now(), ticket_ids=[t1])
     refused_then_done(api, t1, "escalation", "step-in", {"by": "主管-郑", "action": ""}, "action",
                       {"by": "主管-郑", "action": "approved the refund"})  # fmt: skip
     refused_then_done(api, t1, "inquiry", "callback", {"specialist": "", "notes": "x"}, "specialist",

@@ -110,6 +110,10 @@ def ui_server(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[UiSer
         wait(lambda: httpx.get(f"{srv.api}/health", timeout=2).status_code == 200, 120,
              "the Prefect server")  # fmt: skip
         srv.start("runner", [sys.executable, "-m", "deployments.serve"])
+        # as `aftersales up` runs them: the SLA service (its courier sends the start events
+        # an intake left) and the run supervisor
+        srv.start("clock", [sys.executable, "-m", "aftersales.cli", "clock", "run"])
+        srv.start("supervisor", [sys.executable, "-m", "aftersales.cli", "supervise"])
         monkeypatch.setenv("PREFECT_API_URL", srv.api)
         with temporary_settings({PREFECT_API_URL: srv.api}):
 
@@ -211,3 +215,60 @@ def test_the_resume_dialog_shows_step_and_deadline_and_a_wrong_engineer_is_asked
     with session_scope() as s:
         wo = get_work_order(s, ticket_id=tid)
         assert wo is not None and wo.arrived_at is not None
+
+
+def test_the_supervisor_approves_a_complaint_solution_in_the_resume_dialog_CMP_3(
+    ui_server: UiServer,
+) -> None:
+    """CMP-3 through the UI: the approval form (supervisor, approved, reason) in the dialog;
+    approving moves the complaint on to informing the customer."""
+    from fastapi.testclient import TestClient
+    from playwright.sync_api import sync_playwright
+
+    from aftersales.api import create_app
+    from aftersales.humansteps import resume_step, waiting
+    from models.db import session_scope
+    from models.entities import Complaint
+
+    api = TestClient(create_app())
+    resp = api.post("/intake", json={
+        "channel": "phone", "sop": "complaint", "customer_id": "C-1002", "customer_name": "李娜",
+        "contact": "13987654321", "description": "the engineer was rude",
+        "intake_id": f"ui-cmp-{uuid.uuid4().hex[:8]}",
+    })  # fmt: skip
+    assert resp.status_code == 201, resp.text
+    tid = resp.json()["ticket_id"]
+    for step, form in (
+        ("accept", {"agent": "小周", "cause": "rude engineer", "expected_outcome": "apology"}),
+        ("investigate", {"investigator": "主管-孙", "service_records": "WO-17",
+                         "cross_department": False}),
+        ("resolve", {"by": "小周", "kind": "apology", "details": "a phone call"}),
+    ):  # fmt: skip
+        wait(lambda s=step: s in waiting_for(tid), 180, f"the complaint run to ask for {step}")
+        resume_step(tid, step, form)
+    wait(lambda: "approve" in waiting_for(tid), 120, "the complaint run to ask for approval")
+    (run,) = [w for w in waiting(tid) if w.sop == "complaint"]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(
+            viewport={"width": 1400, "height": 1000}, timezone_id="Asia/Shanghai"
+        )
+        try:
+            dialog = open_resume_dialog(page, ui_server.ui, run.flow_run_id, "4-approve")
+            text = dialog.inner_text()
+            assert f"Ticket {tid}" in text and "complaint.approve" in text, text
+            assert "supervisor" in text.lower(), text  # who takes the step
+            dialog.get_by_role("textbox").first.fill("主管-孙")
+            dialog.get_by_role("switch").or_(dialog.get_by_role("checkbox")).first.click()
+            shot(page, "4-approve-filled")
+            dialog.get_by_role("button", name=re.compile(r"Submit|Resume")).last.click()
+            dialog.wait_for(state="hidden", timeout=30_000)
+            wait(lambda: "inform" in waiting_for(tid), 120, "the run to move on to inform")
+        finally:
+            browser.close()
+    with session_scope() as s:
+        from sqlmodel import select
+
+        c = s.exec(select(Complaint).where(Complaint.ticket_id == tid)).one()
+    assert c.approved_by == "主管-孙" and c.approved_at is not None
