@@ -90,6 +90,13 @@ def test_a_killed_flow_run_process_is_brought_back_and_the_ticket_continues(stac
         # (pre-claimed), or a second start was cancelled; never doubled
         before = repaired()
         assert all(a in ("adopted", "cancelled") for a, _ in before), before
+        # the suspended attempt's process may still be shutting down after the run turned
+        # Paused; the process to kill is the one the resume starts, so wait for it to go
+        wait(
+            lambda: run_process(run_id, stack.runner_pid) is None,
+            90,
+            "the suspended attempt's process to exit",
+        )
         # the review resumes the run: a new process takes the step; kill it mid-way
         resume_step(tid, "review", {"reviewer": "调度-孙", "approved": True, "skill": "software"})
         pid = None
@@ -107,11 +114,12 @@ def test_a_killed_flow_run_process_is_brought_back_and_the_ticket_continues(stac
         os.kill(pid, signal.SIGKILL)
         assert applied == [], "the process had applied the review before it was stopped"
 
-        wait(
-            lambda: len(repaired()) > len(before),
-            180,
-            f"the supervisor to repair the killed run (state {flow_run(run_id).state})",
-        )
+        killed_in = flow_run(run_id).state
+        try:
+            wait(lambda: len(repaired()) > len(before), 180, "the supervisor to repair the run")
+        except AssertionError as exc:
+            now_in = flow_run(run_id).state
+            raise AssertionError(f"{exc} (killed in {killed_in}; now {now_in})") from None
         fix = repaired()[len(before)]
         # Crashed (its engine had started): restarted in place; still Scheduled: rescheduled
         assert fix in (("restarted", run_id), ("rescheduled", run_id)) or fix[0] == "replaced", fix
