@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 from aftersales.steps import Refusal, StepContext, StepError, base_step, catalogue
 from aftersales.submissions import round_key
 from models.db import get_engine, session_scope
-from models.entities import Escalation, SopRun, StepRecord
+from models.entities import Escalation, SopRun
 from models.repository import get_ticket
 
 
@@ -147,43 +147,6 @@ def form_problems(exc: ValidationError) -> list[Refusal]:
     ]
 
 
-def precheck(w: Waiting, ticket_id: str, data: dict[str, Any], now: datetime) -> Any:
-    """Validate ``data`` for the step ``w`` waits for, against the form and the ticket's
-    state, without changing anything. Returns the form; raises :class:`ResumeRefused`."""
-    from aftersales.runtime import deadlines
-
-    st = catalogue()[w.sop].step(w.step)
-    assert st.form is not None, f"{w.sop}.{w.step} is automatic"
-    try:
-        form = st.form.model_validate(data)
-    except ValidationError as exc:
-        raise ResumeRefused(form_problems(exc), status=422, code="invalid_form") from None
-    instance = w.escalation_id or 0
-    with Session(get_engine()) as s:  # read only: never committed
-        done = s.exec(
-            select(StepRecord.id).where(
-                StepRecord.ticket_id == ticket_id,
-                StepRecord.sop == w.sop,
-                StepRecord.step_key == w.step_key,
-                StepRecord.instance == instance,
-            )
-        ).first()
-        if done is not None:
-            raise ResumeRefused(
-                [Refusal("step", f"{w.step_key} of {ticket_id} is already done")],
-                status=409,
-                code="step_done",
-            )
-        if st.check is not None:
-            ticket = get_ticket(s, ticket_id=ticket_id)
-            esc = s.get(Escalation, w.escalation_id) if w.escalation_id else None
-            refused = st.check(StepContext(s, ticket, form, now, deadlines(), esc))
-            s.rollback()
-            if refused is not None:
-                raise ResumeRefused([refused], status=422, code="refused")
-    return form
-
-
 def resume_step(
     ticket_id: str,
     step: str,
@@ -198,7 +161,7 @@ def resume_step(
     from aftersales.prefect_rest import PrefectRestError
 
     w = _pick(ticket_id, step, waiting(ticket_id), escalation_id)
-    precheck(w, ticket_id, data, now or get_clock().now())
+    check_submission(w, ticket_id, data, now or get_clock().now())
     with _prefect() as rest:
         try:
             _wait_for_form_schema(rest, w)
@@ -315,7 +278,9 @@ def _target_from_db(
     )  # fmt: skip
 
 
-def check_submission(t: Target, ticket_id: str, data: dict[str, Any], now: datetime) -> Any:
+def check_submission(
+    t: Target | Waiting, ticket_id: str, data: dict[str, Any], now: datetime
+) -> Any:
     """The form and the ticket's state, judged without Prefect and without changing
     anything (the step round not done, the step's ``check``). Returns the form."""
     from aftersales.runtime import deadlines

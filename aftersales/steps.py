@@ -133,8 +133,9 @@ class Refusal:
 
 
 #: A step's pre-check: the refusal of a submission given the ticket's state, or None.
-#: It is run by :func:`complete` before ``apply`` and by ``aftersales.humansteps`` before
-#: a run is resumed (:func:`precheck`), so a value is judged by one function only.
+#: It is run by :func:`complete` before ``apply`` and before a submission is stored or a
+#: run resumed (:func:`aftersales.humansteps.check_submission`), so a value is judged by
+#: one function only.
 Check = Callable[[StepContext], Refusal | None]
 
 
