@@ -775,11 +775,8 @@ class Reconciler:
         return Repair(p.ticket_id, p.sop, p.instance, plan.action, plan.reason, old, new)
 
     def _deliver_submissions(self, now: datetime, report: ReconcileReport) -> int:
-        try:
-            from aftersales.submissions import deliver_pending  # helper 2's module
-        except ImportError:
-            log.debug("aftersales.submissions is not there; no submissions to deliver")
-            return 0
+        from aftersales.submissions import deliver_pending
+
         try:
             return int(deliver_pending(now=now) or 0)
         except Exception as exc:  # noqa: BLE001 - delivered on the next pass

@@ -381,7 +381,7 @@ def deliver_pending(*, now: datetime, limit: int = 200) -> int:
     were resumed. A row held longer than ``submission_stale_seconds`` is pending again; a
     pending row whose step round is recorded already is refused (nothing can apply it).
     Prefect unreachable: nothing is resumed, nothing is lost (the next call retries).
-    Called by the reconciler's loop (helper 3) and ``aftersales submissions deliver``."""
+    Called by the run supervisor's pass and ``aftersales submissions deliver``."""
     from aftersales.humansteps import ResumeRefused, deliver
     from aftersales.settings import get_settings
 
