@@ -193,10 +193,16 @@ def measure(mode: str, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
         )
         procs.append(worker)
         watched.append(worker.pid)
-    time.sleep(8)  # the worker/runner is up and idle
+    time.sleep(4)  # the worker/runner is up
     res: dict = {"mode": mode}
     try:
         with get_client(sync_client=True) as client:
+            # the idle rate: what the watched processes burn polling with no run at all,
+            # so the per-start figure can be given with and without it
+            i0, it0 = sum(cpu_seconds(p) for p in watched), time.monotonic()
+            time.sleep(args.idle)
+            idle_rate = (sum(cpu_seconds(p) for p in watched) - i0) / (time.monotonic() - it0)
+            res["idle_rate"] = idle_rate
             c0 = sum(cpu_seconds(p) for p in watched)
             s0 = group_cpu_seconds(int(env["_SERVER_PID"]))
             t0 = time.monotonic()
@@ -209,6 +215,7 @@ def measure(mode: str, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
             res["load_start"] = loadavg()
             wait_quiet(watched)
             c1 = sum(cpu_seconds(p) for p in watched)
+            start_window = time.monotonic() - t0
             s1 = group_cpu_seconds(int(env["_SERVER_PID"]))
             t1 = time.monotonic()
             for i in ids:
@@ -218,9 +225,12 @@ def measure(mode: str, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
             res["load_resume"] = loadavg()
             wait_quiet(watched)
             c2 = sum(cpu_seconds(p) for p in watched)
+            resume_window = time.monotonic() - t1
             s2 = group_cpu_seconds(int(env["_SERVER_PID"]))
             res["cpu_start"] = (c1 - c0) / args.runs
             res["cpu_resume"] = (c2 - c1) / args.runs
+            res["net_start"] = (c1 - c0 - idle_rate * start_window) / args.runs
+            res["net_resume"] = (c2 - c1 - idle_rate * resume_window) / args.runs
             res["server_cpu_start"] = (s1 - s0) / args.runs
             res["server_cpu_resume"] = (s2 - s1) / args.runs
             res["p2r_start"] = start_latencies(client, ids, 0)
@@ -242,6 +252,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--modes", default="serve,worker,launcher")
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
     args = ap.parse_args()
 
     from scripts.bench_sla import start_prefect_server, stop_proc
@@ -290,6 +301,15 @@ def main() -> None:
             f"{pct(r['p2r_resume'], 50):10.2f} {pct(r['p2r_resume'], 99):6.2f} "
             f"{r['start_wall']:7.1f} {r['resume_wall']:7.1f} {r['server_cpu_start']:10.2f} "
             f"{r['load_start']:>4}/{r['load_resume']:<4}"
+        )
+    print("\nthe same, net of each mode's idle polling (idle CPU-s/s x the window):")
+    print(f"{'mode':9} {'idle CPU/s':>10} {'net/start':>9} {'net/resume':>10} {'x less CPU':>11}")
+    for r in results:
+        net = r["net_start"] + r["net_resume"]
+        ratio = (base["net_start"] + base["net_resume"]) / max(1e-9, net)
+        print(
+            f"{r['mode']:9} {r['idle_rate']:10.3f} {r['net_start']:9.2f} "
+            f"{r['net_resume']:10.2f} {ratio:10.1f}x"
         )
     print(
         "CPU in seconds per run (runner/worker + children [+ daemon]); x less CPU: the serve "
