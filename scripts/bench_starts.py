@@ -204,6 +204,7 @@ def measure(mode: str, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
             idle_rate = (sum(cpu_seconds(p) for p in watched) - i0) / (time.monotonic() - it0)
             res["idle_rate"] = idle_rate
             c0 = sum(cpu_seconds(p) for p in watched)
+            by0 = {p: cpu_seconds(p) for p in watched}
             s0 = group_cpu_seconds(int(env["_SERVER_PID"]))
             t0 = time.monotonic()
             ids = [
@@ -225,10 +226,17 @@ def measure(mode: str, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
             res["load_resume"] = loadavg()
             wait_quiet(watched)
             c2 = sum(cpu_seconds(p) for p in watched)
+            by2 = {p: cpu_seconds(p) for p in watched}
             resume_window = time.monotonic() - t1
             s2 = group_cpu_seconds(int(env["_SERVER_PID"]))
             res["cpu_start"] = (c1 - c0) / args.runs
             res["cpu_resume"] = (c2 - c1) / args.runs
+            # where the CPU goes: each watched process with the children it waited for (the
+            # daemon reaps the forked runs; the worker its job commands), start+resume per run
+            names = ["daemon", "worker"] if mode == "launcher" else [mode]
+            res["by_process"] = {
+                n: (by2[p] - by0[p]) / args.runs for n, p in zip(names, watched, strict=True)
+            }
             res["net_start"] = (c1 - c0 - idle_rate * start_window) / args.runs
             res["net_resume"] = (c2 - c1 - idle_rate * resume_window) / args.runs
             res["server_cpu_start"] = (s1 - s0) / args.runs
@@ -311,6 +319,10 @@ def main() -> None:
             f"{r['mode']:9} {r['idle_rate']:10.3f} {r['net_start']:9.2f} "
             f"{r['net_resume']:10.2f} {ratio:10.1f}x"
         )
+    print("\nstart+resume CPU-s per run by process (with the children it waited for):")
+    for r in results:
+        parts = ", ".join(f"{n} {v:.2f}" for n, v in r["by_process"].items())
+        print(f"{r['mode']:9} {parts}")
     print(
         "CPU in seconds per run (runner/worker + children [+ daemon]); x less CPU: the serve "
         "baseline's start+resume CPU over the mode's; P->R: Pending->Running seconds; wall: "
